@@ -1,0 +1,28 @@
+"""gradstep: train neural networks the way the classic deep-learning courses teach it, on a C++ core.
+
+    import gradstep as gs
+    model = gs.Sequential([gs.Dense(64, 128), gs.ReLU(), gs.Dense(128, 10)])
+"""
+from __future__ import annotations
+
+import os
+
+# libgomp reads its environment once, when it loads: passive waiting stops OpenMP's idle workers
+# from spinning against OpenBLAS's own thread pool (a GEMM followed by an OpenMP loop ran ~100x
+# slower on 2 cores without it; see BUILD-NOTES.md). The user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import scipy_openblas32 as _scipy_openblas32  # noqa: E402,F401  preload the BLAS (editable layouts)
+
+from . import _core  # noqa: E402
+from ._random import seed  # noqa: E402
+from ._threads import get_num_threads, set_num_threads  # noqa: E402
+from ._arena import Parameter  # noqa: E402
+from . import init  # noqa: E402
+from . import layers  # noqa: E402
+from .layers import *  # noqa: E402,F401,F403
+
+__version__ = "0.1.0"
+
+__all__ = ["Parameter", "init", "layers", "seed", "get_num_threads", "set_num_threads"]
+__all__ += layers.__all__

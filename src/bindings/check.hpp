@@ -1,0 +1,113 @@
+// Array validation at the pybind11 boundary. Every binding passes each array through these
+// helpers before any kernel runs, so a wrong call from Python raises instead of crashing:
+//   wrong dtype -> TypeError; wrong ndim / shape / layout, or a read-only output -> ValueError.
+// Read-only inputs are converted in Python (np.ascontiguousarray) before they get here; arrays the
+// kernels write to are never converted, because the write would land in a temporary copy.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace gradstep::bind {
+namespace py = pybind11;
+
+constexpr int64_t kAny = -1;  // a shape entry that may take any size
+
+inline std::string shape_str(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+  if (a.ndim() == 1) s << ",";
+  s << ")";
+  return s.str();
+}
+
+inline std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream s;
+  s << "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    s << (i ? ", " : "");
+    if (shape[i] == kAny) s << "*"; else s << shape[i];
+  }
+  if (shape.size() == 1) s << ",";
+  s << ")";
+  return s.str();
+}
+
+template <class T>
+const char* dtype_name() {
+  return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+// Checks dtype T, C-contiguity and the shape (kAny entries match any size).
+template <class T>
+void check_array(const py::array& a, const char* fn, const char* name,
+                 const std::vector<int64_t>& shape) {
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(fn) + ": " + name + " must have dtype " + dtype_name<T>() +
+                         ", got " + std::string(py::str(a.dtype())));
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i)
+    ok = shape[i] == kAny || a.shape(i) == shape[i];
+  if (!ok)
+    throw py::value_error(std::string(fn) + ": " + name + " must have shape " + shape_str(shape) +
+                          ", got " + shape_str(a));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(fn) + ": " + name + " must be C-contiguous");
+  if (a.size() > std::numeric_limits<int>::max())
+    throw py::value_error(std::string(fn) + ": " + name + " has " + std::to_string(a.size()) +
+                          " elements; at most 2**31 - 1 are supported");
+}
+
+template <class T>
+const T* in(const py::array& a, const char* fn, const char* name, const std::vector<int64_t>& shape) {
+  check_array<T>(a, fn, name, shape);
+  return static_cast<const T*>(a.data());
+}
+
+template <class T>
+T* out(py::array& a, const char* fn, const char* name, const std::vector<int64_t>& shape) {
+  check_array<T>(a, fn, name, shape);
+  if (!a.writeable()) throw py::value_error(std::string(fn) + ": " + name + " must be writable");
+  return static_cast<T*>(a.mutable_data());
+}
+
+// Optional input: None gives nullptr.
+template <class T>
+const T* in_or_null(const py::object& o, const char* fn, const char* name,
+                    const std::vector<int64_t>& shape) {
+  if (o.is_none()) return nullptr;
+  return in<T>(py::cast<py::array>(o), fn, name, shape);
+}
+
+template <class T>
+T* out_or_null(const py::object& o, const char* fn, const char* name,
+               const std::vector<int64_t>& shape) {
+  if (o.is_none()) return nullptr;
+  py::array a = py::cast<py::array>(o);
+  return out<T>(a, fn, name, shape);
+}
+
+// A new, uninitialized C-contiguous array.
+template <class T>
+py::array_t<T> empty(const std::vector<py::ssize_t>& shape) {
+  return py::array_t<T>(shape);
+}
+
+// Calls f(T{}) with T the float type of `a` (float32 or float64), else raises TypeError.
+template <class F>
+auto dispatch(const py::array& a, const char* fn, const char* name, F&& f) {
+  if (a.dtype().is(py::dtype::of<float>())) return f(float{});
+  if (a.dtype().is(py::dtype::of<double>())) return f(double{});
+  throw py::type_error(std::string(fn) + ": " + name + " must be float32 or float64, got " +
+                       std::string(py::str(a.dtype())));
+}
+
+inline int64_t dim(const py::array& a, int i) { return static_cast<int64_t>(a.shape(i)); }
+
+}  // namespace gradstep::bind

@@ -1,0 +1,67 @@
+// The gradstep._core extension module: the only place where C++ meets Python.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "bindings/bind.hpp"
+#include "bindings/check.hpp"
+#include "core/common.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+// A zero-filled, 64-byte-aligned array whose memory is owned by C++ (freed by a capsule when the
+// last numpy view of it dies). Parameter, gradient and optimizer-state arenas are made with it.
+py::array alloc_zeros(int64_t size, const py::object& dtype_obj) {
+  py::dtype dtype = py::dtype::from_args(dtype_obj);
+  if (!dtype.is(py::dtype::of<float>()) && !dtype.is(py::dtype::of<double>()))
+    throw py::type_error("alloc_zeros: dtype must be float32 or float64, got " +
+                         std::string(py::str(dtype)));
+  if (size < 0) throw py::value_error("alloc_zeros: size must be >= 0, got " + std::to_string(size));
+  const size_t item = static_cast<size_t>(dtype.itemsize());
+  if (static_cast<uint64_t>(size) > (uint64_t(1) << 40) / item)
+    throw std::bad_alloc();  // far beyond any machine here: refuse before asking the allocator
+  size_t bytes = ((static_cast<size_t>(size) * item + 63) / 64) * 64;
+  if (bytes == 0) bytes = 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();  // pybind11 turns this into MemoryError
+  std::memset(p, 0, bytes);
+  py::capsule owner(p, [](void* q) { std::free(q); });
+  return py::array(dtype, {static_cast<py::ssize_t>(size)}, {static_cast<py::ssize_t>(item)}, p,
+                   owner);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "gradstep's C++ kernels (private: use the gradstep package)";
+  m.def("alloc_zeros", &alloc_zeros, py::arg("size"), py::arg("dtype"));
+  m.def("get_num_threads", &gradstep::cpu::num_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
+    gradstep::cpu::set_num_threads(n);
+  }, py::arg("n"));
+  m.def("has_openmp", [] {
+#ifdef _OPENMP
+    return true;
+#else
+    return false;
+#endif
+  });
+  m.def("has_cuda", [] { return false; });
+
+  using namespace gradstep::bind;
+  bind_dense(m);
+  bind_activation(m);
+  bind_maxout(m);
+  bind_norm(m);
+  bind_dropout(m);
+  bind_loss(m);
+  bind_optim(m);
+  bind_network(m);
+}

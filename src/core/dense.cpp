@@ -1,0 +1,72 @@
+#include "core/dense.hpp"
+
+#include <algorithm>
+
+#include "core/common.hpp"
+#include "core/gemm.hpp"
+
+namespace gradstep::cpu {
+
+template <class T>
+void dense_forward(T* y, const T* x, const T* W, const T* b, int64_t N, int64_t I, int64_t O) {
+  // Fill y with the bias rows and let gemm accumulate onto them (beta = 1): one pass less over y,
+  // and the same association PyTorch's addmm uses.
+  if (b) {
+    GS_PARALLEL_FOR(N * O)
+    for (int64_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
+  }
+  gemm<T>(false, false, N, O, I, T(1), x, I, W, O, b ? T(1) : T(0), y, O);
+}
+
+template <class T>
+void column_sum(T* out, const T* a, int64_t N, int64_t O) {
+  // Parallel over blocks of columns; each column is summed over rows in row order, so the result
+  // does not depend on the thread count. The inner loop over columns vectorizes.
+  constexpr int64_t kBlock = 256;
+  const int64_t blocks = (O + kBlock - 1) / kBlock;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * O >= kParallelMin && blocks > 1)
+#endif
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t o0 = blk * kBlock, o1 = std::min(O, o0 + kBlock);
+    T* dst = out + o0;
+    std::fill(dst, dst + (o1 - o0), T(0));
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = a + n * O + o0;
+      for (int64_t j = 0; j < o1 - o0; ++j) dst[j] += row[j];
+    }
+  }
+}
+
+template <class T>
+void dense_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t N,
+                    int64_t I, int64_t O, T l2) {
+  if (dx) gemm<T>(false, true, N, I, O, T(1), dy, O, W, O, T(0), dx, I);  // (N,O)·(O,I)
+  if (l2 != T(0)) {
+    // Seed dW with l2·W and let the gemm accumulate xᵀ·dy onto it: no second pass over dW.
+    const int64_t P = I * O;
+    GS_PARALLEL_FOR(P)
+    for (int64_t i = 0; i < P; ++i) dW[i] = l2 * W[i];
+  }
+  gemm<T>(true, false, I, O, N, T(1), x, I, dy, O, l2 != T(0) ? T(1) : T(0), dW, O);  // (I,N)·(N,O)
+  if (db) column_sum<T>(db, dy, N, O);
+}
+
+template <class T>
+double sum_squares(const T* a, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * static_cast<double>(a[i]);
+  return s;
+}
+
+#define GS_INSTANTIATE(T)                                                                   \
+  template void dense_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t, int64_t); \
+  template void dense_backward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t,  \
+                                  int64_t, T);                                                \
+  template double sum_squares<T>(const T*, int64_t);                                          \
+  template void column_sum<T>(T*, const T*, int64_t, int64_t);
+GS_INSTANTIATE(float)
+GS_INSTANTIATE(double)
+#undef GS_INSTANTIATE
+
+}  // namespace gradstep::cpu

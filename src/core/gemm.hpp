@@ -1,0 +1,14 @@
+// gemm: the one wrapper through which every matrix product goes (OpenBLAS's cblas, row-major).
+//   C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C
+// op(A) = A^T when trans_a (A is then stored (K,M)); likewise for B. Leading dimensions are
+// those of the stored, row-major matrices. Sizes must fit in int (checked by the callers' bindings).
+#pragma once
+#include <cstdint>
+
+namespace gradstep::cpu {
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+}  // namespace gradstep::cpu
