@@ -21,8 +21,12 @@ from ._arena import Parameter  # noqa: E402
 from . import init  # noqa: E402
 from . import layers  # noqa: E402
 from .layers import *  # noqa: E402,F401,F403
+from . import losses, optim, schedules, callbacks, datasets  # noqa: E402
+from .losses import *  # noqa: E402,F401,F403
+from .optim import *  # noqa: E402,F401,F403
 
 __version__ = "0.1.0"
 
-__all__ = ["Parameter", "init", "layers", "seed", "get_num_threads", "set_num_threads"]
-__all__ += layers.__all__
+__all__ = ["Parameter", "init", "layers", "losses", "optim", "schedules", "callbacks", "datasets",
+           "seed", "get_num_threads", "set_num_threads"]
+__all__ += layers.__all__ + losses.__all__ + optim.__all__

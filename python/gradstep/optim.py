@@ -1,0 +1,4 @@
+"""(filled by the optim family)"""
+from __future__ import annotations
+
+__all__: list[str] = []
