@@ -39,8 +39,8 @@ struct NetworkHandle {
                    const py::object& target, const std::vector<uint64_t>& seeds,
                    const std::vector<double>& hyper, int64_t step) {
     const char* fn = "Network.train_step";
-    const int64_t in = layers.front().in, K = layers.back().out;
-    const T* px = in<T>(x, fn, "x", {kAny, in});
+    const int64_t I = layers.front().in, K = layers.back().out;
+    const T* px = in<T>(x, fn, "x", {kAny, I});
     const int64_t N = dim(x, 0);
     if (N < 1) throw py::value_error("Network.train_step: x must have at least one row");
     cpu::StepArgs<T> a{};
