@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import gradstep as gs
 
 def run(*args, cwd=None, timeout=300):
     return subprocess.run([sys.executable, "-m", "gradstep", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                          cwd=cwd, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_train_defaults_write_model_and_plot(tmp_path):
