@@ -57,7 +57,7 @@ def _cast_target(target, dtype):
 # ---- against the float64 reference --------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("shape", [(1, 1), (13, 5), (64, 33)])
+@pytest.mark.parametrize("shape", [(1, 1), (13, 5), (64, 33), (3, 600)])  # 600 > kRowBuf
 def test_matches_reference(kind, shape, dtype, rng):
     loss, pred, target, fn = make_case(kind, rng, *shape)
     p, t = pred.astype(dtype), _cast_target(target, dtype)
@@ -515,6 +515,7 @@ def test_backward_before_forward(make):
 
 def test_failed_forward_keeps_no_stale_state():
     loss = gs.MSE()
+    loss.forward(np.zeros(3), np.ones(3))
     with pytest.raises(ValueError):
         loss.forward(np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="call forward before backward"):

@@ -37,6 +37,7 @@ class Loss:
     # ---- the protocol -----------------------------------------------------------------------
     def forward(self, pred: Any, target: Any) -> float:
         """The mean loss of `pred` against `target` (a Python float); keeps what backward needs."""
+        self._saved = None  # a forward that raises leaves nothing stale for backward
         p = self.check_pred(pred)
         t = self.check_target(target, p.shape, p.dtype)
         value, saved = self._forward(p, t)

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 
 #include "core/common.hpp"
 
@@ -12,6 +11,7 @@ namespace {
 constexpr int64_t kMaxChunks = 256;   // partial sums live on the stack: the kernels never allocate
 constexpr int64_t kChunkElems = 4096;  // a chunk is worth a thread's time from about this size
 constexpr int kLanes = 8;
+constexpr int64_t kRowBuf = 512;  // softmax rows up to this wide keep their exps on the stack
 constexpr double kLogClamp = -100.0;  // torch's clamp of log in binary_cross_entropy
 
 // Σ over items [0, n) of chunk_sum(i0, i1), the items cut into chunks of at least min_len whose
@@ -72,14 +72,16 @@ void softmax_row(T* p, const T* x, int64_t K, double& m, double& log_s) {
   for (int64_t k = 1; k < K; ++k) mx = x[k] > mx ? x[k] : mx;
   m = static_cast<double>(mx);
   double s = 0.0;
-  if constexpr (std::is_same_v<T, double>) {
+  if (K <= kRowBuf) {
+    // Keep the exps in double on the stack: one exp per element, and p rounded only once.
+    double e[kRowBuf];
     for (int64_t k = 0; k < K; ++k) {
-      p[k] = std::exp(x[k] - m);
-      s += p[k];
+      e[k] = std::exp(static_cast<double>(x[k]) - m);
+      s += e[k];
     }
-    for (int64_t k = 0; k < K; ++k) p[k] /= s;
+    for (int64_t k = 0; k < K; ++k) p[k] = static_cast<T>(e[k] / s);
   } else {
-    // Recompute the exp rather than keep it in p: a float copy would round the result twice.
+    // Wide rows: recompute the exp rather than keep it in p (a float copy would round twice).
     for (int64_t k = 0; k < K; ++k) s += std::exp(static_cast<double>(x[k]) - m);
     for (int64_t k = 0; k < K; ++k)
       p[k] = static_cast<T>(std::exp(static_cast<double>(x[k]) - m) / s);
