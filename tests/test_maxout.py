@@ -43,7 +43,7 @@ def test_maxout_matches_reference(dtype, shape, rng):
 
 
 def test_maxout_argmax_is_a_winner(rng):
-    """In float32 the chosen piece's value is the maximum of the float32 pieces (within rounding)."""
+    """In float32 the chosen piece's value is the pieces' maximum (within rounding)."""
     layer = _layer(16, 8, 3, "float32", rng)
     x = rng.standard_normal((40, 16)).astype(np.float32)
     y = layer.forward(x)
@@ -156,7 +156,8 @@ def test_maxout_init_and_seed():
     assert W.shape == (4, 300, 100) and layer.params["bias"].shape == (4, 100)
     assert W.var() == pytest.approx(2 / 400, rel=0.03)  # xavier with the fans of one piece
     assert not layer.params["bias"].any()
-    np.testing.assert_array_equal(gs.Maxout(300, 100, 4, dtype="float64", seed=3).params["weight"], W)
+    again = gs.Maxout(300, 100, 4, dtype="float64", seed=3)
+    np.testing.assert_array_equal(again.params["weight"], W)
     assert gs.Maxout(300, 100, 4, init="he", dtype="float64", seed=3).params["weight"].var() == \
         pytest.approx(2 / 300, rel=0.03)
     assert not gs.Maxout(3, 2, init="zeros").params["weight"].any()
@@ -238,7 +239,8 @@ def test_maxout_backward_errors():
     (dict(in_features="2", out_features=2), TypeError, "in_features must be an int"),
     (dict(in_features=2, out_features=2, init="bogus"), ValueError, "init must be one of"),
     (dict(in_features=2, out_features=2, init=3), TypeError, "init must be a string or a callable"),
-    (dict(in_features=2, out_features=2, init=lambda s, r: np.zeros(3)), ValueError, "init returned"),
+    (dict(in_features=2, out_features=2, init=lambda s, r: np.zeros(3)), ValueError,
+     "init returned"),
     (dict(in_features=2, out_features=2, dtype="int32"), ValueError, "dtype"),
     (dict(in_features=2, out_features=2, seed=-1), ValueError, "seed must be >= 0"),
 ])

@@ -37,8 +37,9 @@ void bind_maxout(py::module_& m) {
       const int64_t N = dim(x, 0), I = dim(x, 1);
       const T* pW = in<T>(W, fn, "W", {kAny, I, kAny});
       const int64_t P = dim(W, 0), O = dim(W, 2);
-      if (P < 1) throw py::value_error("maxout_forward: W must hold at least one piece, got shape " +
-                                       shape_str(W));
+      if (P < 1)
+        throw py::value_error(std::string(fn) + ": W must hold at least one piece, got shape " +
+                              shape_str(W));
       const T* pb = in_or_null<T>(b, fn, "b", {P, O});
       auto y = empty<T>({N, O});
       auto argmax = py::array_t<int32_t>(std::vector<py::ssize_t>{N, O});

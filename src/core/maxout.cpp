@@ -40,7 +40,7 @@ void maxout_forward(T* y, int32_t* argmax, T* z, const T* x, const T* W, const T
       for (int64_t o = 0; o < O; ++o) {
         const T v = zr[o], best = yr[o];
         // Strict >: ties keep the lowest k. The NaN term lets a NaN win once and then keep it.
-        const bool win = v > best || (v != v && best == best);
+        const bool win = (v > best) | ((v != v) & (best == best));  // no branches: vectorizes
         yr[o] = win ? v : best;
         ar[o] = win ? kk : ar[o];
       }
@@ -59,7 +59,11 @@ void maxout_backward(T* dx, T* dW, T* db, T* dz, const T* dy, const int32_t* arg
     for (int64_t k = 0; k < P; ++k) {
       T* dzr = dz + k * NO + n * O;
       const int32_t kk = static_cast<int32_t>(k);
-      for (int64_t o = 0; o < O; ++o) dzr[o] = ar[o] == kk ? dyr[o] : T(0);
+      // dy is loaded unconditionally so the select needs no branch and the loop vectorizes.
+      for (int64_t o = 0; o < O; ++o) {
+        const T d = dyr[o];
+        dzr[o] = ar[o] == kk ? d : T(0);
+      }
     }
   }
   for (int64_t k = 0; k < P; ++k) {
