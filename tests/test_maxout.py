@@ -138,9 +138,6 @@ def test_maxout_own_loops_threads_bit_identical(dtype, rng):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.xfail(strict=False, reason="OpenBLAS's gemm blocks its work differently for 1 and 2 "
-                   "threads, so products of general floats can differ in the last bit (Dense "
-                   "shows it too); a deterministic gemm wrapper is the fix")
 def test_maxout_threads_bit_identical(dtype, rng):
     N, I, O, P = 250, 48, 128, 3
     layer = _layer(I, O, P, dtype, rng)
