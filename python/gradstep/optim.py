@@ -47,21 +47,15 @@ __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW"]
 _Key = tuple[int, tuple[int, ...]]  # (offset in the block, shape) of one parameter's storage
 
 
-def _address(a: np.ndarray) -> int:
-    return a.__array_interface__["data"][0]
-
-
 class _Block:
     """Optimizer state for one run of storage: an arena's flat buffers, or one loose array."""
 
-    __slots__ = ("size", "dtype", "keys", "buffers", "steps", "names", "owner", "bases")
+    __slots__ = ("size", "dtype", "keys", "buffers", "steps", "names", "owner")
 
-    def __init__(self, size: int, dtype: np.dtype, keys: frozenset, owner: Any = None,
-                 bases: tuple[int, int] = (0, 0)) -> None:
+    def __init__(self, size: int, dtype: np.dtype, keys: frozenset, owner: Any = None) -> None:
         self.size = size
         self.dtype = dtype
         self.keys = keys                          # every parameter slot of the storage
-        self.bases = bases                        # an arena's params and grads addresses
         self.buffers: dict[str, np.ndarray] = {}  # allocated on first use, never replaced
         self.steps: dict[_Key, int] = {}          # updates each slot has had
         self.names: dict[_Key, str] = {}          # the name each slot was last stepped under
@@ -108,7 +102,8 @@ class Optimizer:
 
     def __init__(self, lr: float) -> None:
         self._hyper: dict[str, Any] = {"lr": self._check_rate("lr", lr)}
-        self._arenas: weakref.WeakKeyDictionary[Arena, _Block] = weakref.WeakKeyDictionary()
+        # id(arena) -> (weak reference, state): the state dies with its arena.
+        self._arenas: dict[int, tuple[weakref.ref, _Block]] = {}
         self._loose: dict[tuple, _Block] = {}
         self._pending: dict[str, dict[str, Any]] = {}
         self._iterations = 0
@@ -224,8 +219,26 @@ class Optimizer:
             items.append(it)
         return items
 
+    def _arena_block(self, arena: Arena) -> _Block:
+        entry = self._arenas.get(id(arena))
+        if entry is not None and entry[0]() is arena:
+            return entry[1]
+        key, table = id(arena), self._arenas
+        ref = weakref.ref(arena, lambda _, key=key, table=table: table.pop(key, None))
+        block = _Block(arena.size, arena.dtype,
+                       frozenset((off, tuple(shape)) for off, shape in arena.slots.values()))
+        self._arenas[key] = (ref, block)
+        return block
+
     def _locate(self, p: Parameter, what: str) -> _Item:
         value, grad, arena = p.value, p.grad, p._arena
+        if (isinstance(arena, Arena) and isinstance(value, np.ndarray) and isinstance(grad, np.ndarray)
+                and _core.arena_offset(value, grad, arena.params, arena.grads) == p._offset):
+            # A view of one of the arena's own slots (a layer's parameter): the flat path.
+            block = self._arena_block(arena)
+            key = (p._offset, value.shape)
+            if key in block.keys and grad.shape == value.shape:
+                return _Item(p.name, value, grad, block, key, arena)
         if not isinstance(value, np.ndarray):
             raise TypeError(f"{what}: value must be a numpy array, got {type(value).__name__}")
         if value.dtype not in _checks.FLOAT_DTYPES:
@@ -234,28 +247,13 @@ class Optimizer:
             raise TypeError(f"{what}: grad must be a numpy array, got {type(grad).__name__}")
         if grad.shape != value.shape:
             raise ValueError(f"{what}: grad must have the value's shape {value.shape}, got {grad.shape}")
-        if isinstance(arena, Arena):
-            key = (p._offset, value.shape)
-            block = self._arenas.get(arena)
-            if block is None:
-                block = _Block(arena.size, arena.dtype,
-                               frozenset((off, tuple(shape)) for off, shape in arena.slots.values()),
-                               bases=(_address(arena.params), _address(arena.grads)))
-            offset = p._offset * arena.dtype.itemsize
-            # Only the arena's own views take the flat path; anything else is a loose array.
-            if (key in block.keys and value.dtype == arena.dtype and grad.dtype == arena.dtype
-                    and value.flags.c_contiguous and grad.flags.c_contiguous
-                    and _address(value) == block.bases[0] + offset
-                    and _address(grad) == block.bases[1] + offset):
-                self._arenas.setdefault(arena, block)
-                return _Item(p.name, value, grad, block, key, arena)
         # A parameter outside any arena: its own block, keyed by its memory.
         if not value.flags.c_contiguous or not value.flags.writeable:
             raise ValueError(f"{what}: value must be a writable C-contiguous array (the update is "
                              f"written into it)")
         g = _checks.numeric_array(grad, f"{what}: grad")
         g = np.ascontiguousarray(g, dtype=value.dtype)
-        ident = (_address(value), value.shape, value.dtype.str)
+        ident = (value.__array_interface__["data"][0], value.shape, value.dtype.str)
         block = self._loose.get(ident)
         if block is None:
             block = self._loose[ident] = _Block(value.size, value.dtype,
@@ -305,7 +303,7 @@ class Optimizer:
 
     # ---- state ----------------------------------------------------------------------------------
     def _blocks(self) -> Iterable[_Block]:
-        yield from list(self._arenas.values())
+        yield from [block for _, block in list(self._arenas.values())]
         yield from list(self._loose.values())
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,26 @@ void bind_optim(py::module_& m) {
   bind_steps<false>(m, "sgd_step", "rmsprop_step", "adam_step");
   bind_steps<true>(m, "sgd_step_ref", "rmsprop_step_ref", "adam_step_ref");
   m.def("optim_has_simd", &cpu::optim_has_simd);
+
+  // The element offset at which `value` and `grad` lie in the flat buffers `params` and `grads`
+  // (the same offset in both, each C-contiguous with the buffers' dtype and inside them), else -1.
+  // The optimizers' test for "this Parameter is a view of that arena's slot", one call per
+  // parameter because numpy's own address lookups cost microseconds each.
+  m.def("arena_offset", [](const py::array& value, const py::array& grad, const py::array& params,
+                           const py::array& grads) -> int64_t {
+    const py::ssize_t item = params.itemsize();
+    auto offset_in = [&](const py::array& a, const py::array& base) -> int64_t {
+      if (!a.dtype().is(base.dtype()) || !(a.flags() & py::array::c_style)) return -1;
+      const auto p = reinterpret_cast<uintptr_t>(a.data());
+      const auto b = reinterpret_cast<uintptr_t>(base.data());
+      if (p < b || (p - b) % item != 0) return -1;
+      const int64_t off = static_cast<int64_t>((p - b) / item);
+      if (off + static_cast<int64_t>(a.size()) > static_cast<int64_t>(base.size())) return -1;
+      return off;
+    };
+    const int64_t off = offset_in(value, params);
+    return off >= 0 && offset_in(grad, grads) == off ? off : -1;
+  }, py::arg("value"), py::arg("grad"), py::arg("params"), py::arg("grads"));
 }
 
 }  // namespace gradstep::bind
