@@ -59,7 +59,7 @@ class _Block:
         self.buffers: dict[str, np.ndarray] = {}  # allocated on first use, never replaced
         self.steps: dict[_Key, int] = {}          # updates each slot has had
         self.names: dict[_Key, str] = {}          # the name each slot was last stepped under
-        self.owner = owner                        # a loose block keeps its array (and address) alive
+        self.owner = owner                        # a loose block keeps its array (address) alive
 
     def buffer(self, name: str) -> np.ndarray:
         buf = self.buffers.get(name)
@@ -114,7 +114,7 @@ class Optimizer:
 
     @property
     def lr(self) -> float:
-        """The learning rate; assign to change it (a schedule does), it applies from the next step."""
+        """The learning rate; assign to change it (schedules do): it applies from the next step."""
         return self._hyper["lr"]
 
     @lr.setter
@@ -202,7 +202,8 @@ class Optimizer:
         seen: dict[tuple[int, _Key], str] = {}
         for i, p in enumerate(params):
             if not isinstance(p, Parameter):
-                raise TypeError(f"{where}: params[{i}] must be a gs.Parameter, got {type(p).__name__}")
+                raise TypeError(f"{where}: params[{i}] must be a gs.Parameter, "
+                                f"got {type(p).__name__}")
             it = self._locate(p, f"{where}: params[{i}] ({p.name!r})")
             ident = (id(it.block), it.key)
             if ident in seen:
@@ -213,8 +214,9 @@ class Optimizer:
                 entry = pending[it.name]
                 for bname, arr in entry.items():
                     if bname != "step" and arr.shape != it.value.shape:
-                        raise ValueError(f"{where}: loaded state {it.name!r}[{bname!r}] has shape "
-                                         f"{arr.shape}, but the parameter has shape {it.value.shape}")
+                        raise ValueError(f"{where}: loaded state {it.name!r}[{bname!r}] has "
+                                         f"shape {arr.shape}, but the parameter has shape "
+                                         f"{it.value.shape}")
                 it.restore = entry
             items.append(it)
         return items
@@ -232,7 +234,8 @@ class Optimizer:
 
     def _locate(self, p: Parameter, what: str) -> _Item:
         value, grad, arena = p.value, p.grad, p._arena
-        if (isinstance(arena, Arena) and isinstance(value, np.ndarray) and isinstance(grad, np.ndarray)
+        if (isinstance(arena, Arena) and isinstance(value, np.ndarray)
+                and isinstance(grad, np.ndarray)
                 and _core.arena_offset(value, grad, arena.params, arena.grads) == p._offset):
             # A view of one of the arena's own slots (a layer's parameter): the flat path.
             block = self._arena_block(arena)
@@ -246,7 +249,8 @@ class Optimizer:
         if grad is None or not isinstance(grad, np.ndarray):
             raise TypeError(f"{what}: grad must be a numpy array, got {type(grad).__name__}")
         if grad.shape != value.shape:
-            raise ValueError(f"{what}: grad must have the value's shape {value.shape}, got {grad.shape}")
+            raise ValueError(f"{what}: grad must have the value's shape {value.shape}, "
+                             f"got {grad.shape}")
         # A parameter outside any arena: its own block, keyed by its memory.
         if not value.flags.c_contiguous or not value.flags.writeable:
             raise ValueError(f"{what}: value must be a writable C-contiguous array (the update is "
@@ -338,7 +342,8 @@ class Optimizer:
         cls = type(self).__name__
         where = f"{cls}.load_state_dict"
         if not isinstance(state, dict):
-            raise TypeError(f"{where}: state must be a dict (from state_dict()), got {type(state).__name__}")
+            raise TypeError(f"{where}: state must be a dict (from state_dict()), "
+                            f"got {type(state).__name__}")
         missing = [k for k in ("type", "hyper", "state") if k not in state]
         if missing:
             raise ValueError(f"{where}: state is missing the keys {missing}")
@@ -368,9 +373,11 @@ class Optimizer:
             clean: dict[str, Any] = {"step": _checks.check_int(entry["step"], f"{what}['step']", 1)}
             for bname in sorted(want):
                 arr = _checks.numeric_array(entry[bname], f"{what}[{bname!r}]")
-                clean[bname] = np.array(arr, dtype=np.float64 if arr.dtype.kind != "f" else arr.dtype)
+                dt = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+                clean[bname] = np.array(arr, dtype=dt)  # a copy: the caller's dict may change
             pending[str(name)] = clean
-        items = self._resolve(params, "load_state_dict", pending, replace=True) if params is not None else []
+        items = [] if params is None else self._resolve(params, "load_state_dict", pending,
+                                                        replace=True)
         # Validated: commit.
         self._hyper = fresh._hyper
         self._iterations = iterations
@@ -405,7 +412,8 @@ class SGD(Optimizer):
         momentum = self._check_rate("momentum", momentum)
         dampening = _checks.check_float(dampening, f"{cls}: dampening")
         if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"{cls}: nesterov must be a bool, got {type(nesterov).__name__} {nesterov!r}")
+            raise TypeError(f"{cls}: nesterov must be a bool, "
+                            f"got {type(nesterov).__name__} {nesterov!r}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(f"{cls}: nesterov=True requires momentum > 0 and dampening == 0, got "
                              f"momentum={momentum}, dampening={dampening}")
@@ -511,7 +519,8 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay)
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam,
+                                          "adamw": AdamW}
 OPTIMIZERS_BY_CLASS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in OPTIMIZERS.values()}
 
 
@@ -528,7 +537,8 @@ def get(name_or_opt: Any = "adam", **kwargs: Any) -> Optimizer:
     if isinstance(name_or_opt, str):
         cls = OPTIMIZERS.get(name_or_opt.lower())
         if cls is None:
-            raise ValueError(f"get: unknown optimizer {name_or_opt!r}; expected one of {sorted(OPTIMIZERS)}")
+            raise ValueError(f"get: unknown optimizer {name_or_opt!r}; "
+                             f"expected one of {sorted(OPTIMIZERS)}")
         return cls(**kwargs)
     raise TypeError(f"get: optimizer must be a name ({sorted(OPTIMIZERS)}) or a gs optimizer, "
                     f"got {type(name_or_opt).__name__}")

@@ -17,7 +17,8 @@ std::vector<int64_t> shape_of(const py::array& a) {
 }
 
 void check_step(int64_t step, const char* fn) {
-  if (step < 1) throw py::value_error(std::string(fn) + ": step must be >= 1, got " + std::to_string(step));
+  if (step < 1)
+    throw py::value_error(std::string(fn) + ": step must be >= 1, got " + std::to_string(step));
 }
 
 // Each step binds twice: `<opt>_step` (SIMD where the CPU has it, parallel) and `<opt>_step_ref`
@@ -48,7 +49,8 @@ void bind_steps(py::module_& m, const char* sgd_name, const char* rmsprop_name,
   }, py::arg("w"), py::arg("momentum_buf"), py::arg("g"), py::arg("lr"), py::arg("momentum"),
         py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("step"));
 
-  // rmsprop_step(w, square_avg, momentum_buf or None, g, lr, alpha, eps, momentum, weight_decay, step)
+  // rmsprop_step(w, square_avg, momentum_buf or None, g, lr, alpha, eps, momentum, weight_decay,
+  //              step)
   m.def(rmsprop_name, [rmsprop_name](py::array w, py::array square_avg, const py::object& buf,
                                      const py::array& g, double lr, double alpha, double eps,
                                      double momentum, double weight_decay, int64_t step) {

@@ -138,7 +138,8 @@ void rmsprop_range(T* w, T* sq, T* buf, const T* g, int64_t i0, int64_t i1, cons
     const T wi = w[i];
     T gi = g[i];
     if (k.has_wd) gi = std::fma(wi, k.wd, gi);         // grad.add(param, alpha=wd)
-    const T si = std::fma(k.c1 * gi, gi, sq[i] * k.alpha);  // sq.mul_(alpha).addcmul_(g, g, 1-alpha)
+    // square_avg.mul_(alpha).addcmul_(grad, grad, value=1-alpha)
+    const T si = std::fma(k.c1 * gi, gi, sq[i] * k.alpha);
     sq[i] = si;
     const T avg = std::sqrt(si) + k.eps;               // sq.sqrt().add_(eps)
     if (k.has_mom) {
@@ -164,7 +165,7 @@ void adam_range(T* w, T* m, T* v, const T* g, int64_t i0, int64_t i1, const Adam
     const T mi = k.small ? std::fma(k.wt, diff, mi0) : std::fma(k.wt_m1, diff, gi);
     const T vi = std::fma(k.c2 * gi, gi, v[i] * k.beta2);  // v.mul_(beta2).addcmul_(g, g, 1-beta2)
     const T denom = std::sqrt(vi) / k.bc2s + k.eps;     // (v.sqrt() / bc2_sqrt).add_(eps)
-    w[i] = wi + (k.neg_ss * mi) / denom;                // param.addcdiv_(m, denom, value=-step_size)
+    w[i] = wi + (k.neg_ss * mi) / denom;                // param.addcdiv_(m, denom, -step_size)
     m[i] = mi;
     v[i] = vi;
   }

@@ -1,8 +1,9 @@
 // optim: optimizer steps over flat buffers (SGD with momentum / Nesterov, RMSprop, Adam, AdamW).
 //   SGD      g' = g + λw;  b = g' (step 1) | μb + (1−τ)g';  w −= lr·(nesterov ? g' + μb : b)
-//   RMSprop  g' = g + λw;  s = αs + (1−α)g'²;  a = √s + ε;  w −= lr·g'/a  (momentum: b = μb + g'/a, w −= lr·b)
-//   Adam     g' = g + λw (AdamW: w ·= 1 − lr·λ instead);  m = lerp(m, g', 1−β₁);  v = β₂v + (1−β₂)g'²;
-//            w −= (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε)
+//   RMSprop  g' = g + λw;  s = αs + (1−α)g'²;  a = √s + ε;  w −= lr·g'/a
+//            (with momentum: b = μb + g'/a, w −= lr·b)
+//   Adam     g' = g + λw (AdamW: w ·= 1 − lr·λ instead);  m = lerp(m, g', 1−β₁);
+//            v = β₂v + (1−β₂)g'²;  w −= (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε)
 // (No derivatives here: these consume the gradients the backward passes wrote.)
 // Shapes: every buffer is a flat run of P elements (one parameter, or a whole arena with its zero
 // padding, which every rule keeps at zero as long as ε > 0 for RMSprop and Adam).
@@ -10,11 +11,11 @@
 //
 // Numerics follow torch.optim's single-tensor (foreach=False) CPU path operation by operation:
 // hyperparameters are rounded to T the way torch casts a Python scalar, each torch op rounds once,
-// and where torch's AVX2 kernels fuse a multiply-add (add(alpha=), addcmul, lerp) we use std::fma.
-// With a correctly rounded sqrt in both, the results are bit-identical to torch's in float32 and
-// float64; torch's CPU sqrt (MKL VML here) may be off by one ulp, so against stock torch RMSprop
-// and Adam agree to rounding only (SGD, which has no sqrt, stays bit-identical).
-// Step count and bias corrections are computed once per call, before the element loop.
+// and where torch's AVX2/AVX512 kernels fuse a multiply-add (add(alpha=), addcmul, lerp) we use
+// std::fma. With a correctly rounded sqrt in both, the results are bit-identical to those torch
+// builds' in float32 and float64. torch's own CPU sqrt (MKL's, in the wheel tested) can be one ulp
+// off, so against stock torch RMSprop and Adam agree to rounding only; SGD (no sqrt) is
+// bit-identical. Bias corrections are computed once per call, on the host, before the loop.
 #pragma once
 #include <cstdint>
 
