@@ -65,7 +65,8 @@ def test_softmax_matches_reference(shape, dtype, rng):
     np.testing.assert_allclose(y, ref.softmax_forward(x), **TOL[dtype])
     np.testing.assert_allclose(y.sum(axis=1), 1.0, **TOL[dtype])
     dy = rng.standard_normal(shape).astype(dtype)
-    np.testing.assert_allclose(layer.backward(dy), ref.softmax_backward(dy, x), **TOL_BACKWARD[dtype])
+    np.testing.assert_allclose(layer.backward(dy), ref.softmax_backward(dy, x),
+                               **TOL_BACKWARD[dtype])
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (9, 37), (4, 300)])
@@ -78,7 +79,8 @@ def test_softmax_forward_matches_its_plain_reference(shape, dtype, rng):
     np.testing.assert_allclose(fast, plain, **tol)
 
 
-@pytest.mark.parametrize("num_parameters, shape", [(1, (6, 4)), (1, (1, 1)), (4, (6, 4)), (300, (3, 300))])
+@pytest.mark.parametrize("num_parameters, shape",
+                         [(1, (6, 4)), (1, (1, 1)), (4, (6, 4)), (300, (3, 300))])
 def test_prelu_matches_reference(num_parameters, shape, dtype, rng):
     layer = gs.PReLU(num_parameters, init=0.2, dtype=dtype)
     layer.params["alpha"][...] = rng.uniform(-0.5, 0.5, num_parameters)
@@ -101,8 +103,9 @@ def _away_from_kink(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < 0.1, np.sign(x) * 0.1 + x, x)
 
 
-@pytest.mark.parametrize("make", [gs.Sigmoid, gs.Tanh, gs.ReLU, gs.Identity, lambda: gs.LeakyReLU(0.2),
-                                  lambda: gs.LeakyReLU(-0.5), gs.ELU, lambda: gs.ELU(2.5), gs.Softmax],
+@pytest.mark.parametrize("make", [gs.Sigmoid, gs.Tanh, gs.ReLU, gs.Identity,
+                                  lambda: gs.LeakyReLU(0.2), lambda: gs.LeakyReLU(-0.5), gs.ELU,
+                                  lambda: gs.ELU(2.5), gs.Softmax],
                          ids=["Sigmoid", "Tanh", "ReLU", "Identity", "LeakyReLU", "LeakyReLU(-0.5)",
                               "ELU", "ELU(2.5)", "Softmax"])
 def test_gradcheck(make, rng):
@@ -121,13 +124,15 @@ def test_prelu_gradcheck(num_parameters, rng):
     assert max(errors.values()) < 1e-6, errors
 
 
-# ---- PyTorch parity -------------------------------------------------------------------------------
+# ---- PyTorch parity ------------------------------------------------------------------------------
 
 def _torch_fn(name, torch):
     F = torch.nn.functional
     return {
-        "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "ReLU": torch.relu, "Identity": lambda t: t * 1,
-        "LeakyReLU": lambda t: F.leaky_relu(t, 0.1), "LeakyReLU(-0.3)": lambda t: F.leaky_relu(t, -0.3),
+        "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "ReLU": torch.relu,
+        "Identity": lambda t: t * 1,
+        "LeakyReLU": lambda t: F.leaky_relu(t, 0.1),
+        "LeakyReLU(-0.3)": lambda t: F.leaky_relu(t, -0.3),
         "ELU": lambda t: F.elu(t, 1.0), "ELU(0.5)": lambda t: F.elu(t, 0.5),
         "Softmax": lambda t: torch.softmax(t, dim=-1),
     }[name]
@@ -212,7 +217,8 @@ def test_gradients_at_zero_follow_torch(dtype):
 
     np.testing.assert_array_equal(grad(gs.ReLU()), [[0.0, 0.0, 1.0]])
     np.testing.assert_allclose(grad(gs.LeakyReLU(0.25)), [[0.25, 0.25, 1.0]])
-    np.testing.assert_allclose(grad(gs.ELU(0.5)), [[0.5 * np.exp(-1.0), 0.5, 1.0]], **TOL_BACKWARD[dtype])
+    np.testing.assert_allclose(grad(gs.ELU(0.5)), [[0.5 * np.exp(-1.0), 0.5, 1.0]],
+                               **TOL_BACKWARD[dtype])
     prelu = gs.PReLU(init=0.3, dtype=dtype)
     np.testing.assert_allclose(grad(prelu), [[0.3, 0.3, 1.0]], rtol=1e-6)
     np.testing.assert_allclose(prelu.grads["alpha"], [-1.0])
@@ -236,7 +242,8 @@ def test_elu_saturates_at_minus_alpha(dtype):
     x = np.array([-np.inf, -1000.0, -40.0, -1e-8, 1e-8, 5.0], dtype=dtype)
     y = layer.forward(x)
     np.testing.assert_array_equal(y[:3], np.full(3, -0.7, dtype=dtype))
-    np.testing.assert_allclose(y[3:], ref.elu_forward(x[3:], 0.7), rtol=2e-7, atol=0)  # expm1 near 0
+    # expm1, not exp - 1: relative accuracy right down to 0.
+    np.testing.assert_allclose(y[3:], ref.elu_forward(x[3:], 0.7), rtol=2e-7, atol=0)
     dx = layer.backward(np.ones_like(x))
     np.testing.assert_allclose(dx, ref.elu_backward(np.ones(6), x, 0.7), rtol=1e-6, atol=1e-7)
 
@@ -255,7 +262,7 @@ def test_softmax_is_stable_for_huge_logits(logits, dtype):
     np.testing.assert_allclose(dx, ref.softmax_backward(np.array([[1.0, 2.0, 3.0]]), x), atol=1e-6)
 
 
-# ---- float32 math accuracy (vmath) ----------------------------------------------------------------
+# ---- float32 math accuracy (vmath) ---------------------------------------------------------------
 
 def _ulp_error(got: np.ndarray, ref64: np.ndarray) -> float:
     """max |got - ref| in units of the float32 spacing at ref (subnormal spacing below 2^-126)."""
@@ -283,8 +290,8 @@ def _wide_float32_grid(rng: np.random.Generator, lo: float, hi: float) -> np.nda
 def test_vexp_is_accurate_to_an_ulp(rng):
     x = _wide_float32_grid(rng, -110.0, 90.0)
     assert _ulp_error(_core.vexp(x), np.exp(x.astype(np.float64))) <= 1.0
-    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 88.72, 88.73, -87.33, -103.2, -104.0, -1e30],
-                       dtype=np.float32)
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 88.72, 88.73, -87.33, -103.2, -104.0,
+                        -1e30], dtype=np.float32)
     with np.errstate(over="ignore"):
         want = np.exp(special.astype(np.float64)).astype(np.float32)
     np.testing.assert_allclose(_core.vexp(special), want, rtol=1.2e-7, atol=1.5e-45)
@@ -294,7 +301,8 @@ def test_vexp_is_accurate_to_an_ulp(rng):
 def test_vexpm1_is_accurate(rng):
     x = _wide_float32_grid(rng, -30.0, 89.0)
     assert _ulp_error(_core.vexpm1(x), np.expm1(x.astype(np.float64))) <= 1.7
-    special = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-30, -1e-30, 89.0, -1e30], dtype=np.float32)
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-30, -1e-30, 89.0, -1e30],
+                       dtype=np.float32)
     got = _core.vexpm1(special)
     want = np.array([np.nan, np.inf, -1.0, -0.0, 1e-30, -1e-30, np.inf, -1.0], dtype=np.float32)
     np.testing.assert_array_equal(got, want)
@@ -378,7 +386,8 @@ def test_other_layouts_and_dtypes_give_same_result(name, rng):
     ref32 = layer.forward(np.ascontiguousarray(strided, dtype=np.float32))
     assert ref32.dtype == np.float32
     np.testing.assert_array_equal(layer.forward(strided.astype(np.float32)), ref32)
-    np.testing.assert_array_equal(layer.forward(np.asfortranarray(strided.astype(np.float32))), ref32)
+    fortran = np.asfortranarray(strided.astype(np.float32))
+    np.testing.assert_array_equal(layer.forward(fortran), ref32)
     xi = rng.integers(-3, 4, size=(5, 3))
     np.testing.assert_array_equal(layer.forward(xi), layer.forward(xi.astype(np.float32)))
     np.testing.assert_array_equal(layer.forward(xi.astype(np.float16)),
@@ -429,7 +438,8 @@ def test_prelu_backward_overwrites_gradients(rng):
     layer.forward(x)
     layer.backward(dy)
     first = layer.grads["alpha"].copy()
-    np.testing.assert_allclose(first, ref.prelu_backward(dy, x, layer.params["alpha"])[1], rtol=1e-12)
+    want = ref.prelu_backward(dy, x, layer.params["alpha"])[1]
+    np.testing.assert_allclose(first, want, rtol=1e-12)
     layer.forward(x)
     layer.backward(dy)
     np.testing.assert_array_equal(layer.grads["alpha"], first)
@@ -468,7 +478,8 @@ def test_repr_config_and_registry():
 # ---- errors --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(ALL_LAYERS))
-@pytest.mark.parametrize("bad", ["hello", np.array([["a", "b", "c"]]), np.array([[None] * 3], dtype=object)])
+@pytest.mark.parametrize("bad", ["hello", np.array([["a", "b", "c"]]),
+                                 np.array([[None] * 3], dtype=object)])
 def test_non_numeric_input_raises_type_error(name, bad):
     with pytest.raises(TypeError, match=r"forward: x must be a numeric array"):
         ALL_LAYERS[name]().forward(bad)
@@ -489,7 +500,8 @@ def test_bad_input_shapes_raise_value_error(name):
 
 
 def test_prelu_feature_count_mismatch():
-    with pytest.raises(ValueError, match=r"PReLU.forward: x must have 3 features .* got shape \(2, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"PReLU.forward: x must have 3 features .* got shape \(2, 4\)"):
         gs.PReLU(3).forward(np.zeros((2, 4)))
     gs.PReLU(1).forward(np.zeros((2, 4)))  # one shared slope takes any feature count
 
@@ -538,7 +550,8 @@ def test_core_rejects_bad_arrays_directly():
         _core.sigmoid_forward(np.zeros(3, np.int32))
     with pytest.raises(TypeError, match="tanh_backward: y must have dtype float32"):
         _core.tanh_backward(f32, f32.astype(np.float64))
-    with pytest.raises(ValueError, match=r"relu_backward: y must have shape \(2, 3\), got \(3, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"relu_backward: y must have shape \(2, 3\), got \(3, 2\)"):
         _core.relu_backward(f32, np.zeros((3, 2), np.float32))
     with pytest.raises(ValueError, match="elu_forward: x must be C-contiguous"):
         _core.elu_forward(np.zeros((3, 4), np.float32)[:, ::2], 1.0)
