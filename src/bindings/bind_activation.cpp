@@ -21,7 +21,8 @@ std::vector<py::ssize_t> py_shape_of(const py::array& a) {
 }
 
 // The result array: a new one shaped like `like`, or `out` (checked: dtype T, that shape,
-// C-contiguous, writable; it may be an input, for an in-place call).
+// C-contiguous, writable). `out` may be the input itself, for an in-place call; a view that only
+// partly overlaps an input is not detected and gives unspecified values.
 template <class T>
 py::array result(const py::object& out, const py::array& like, const char* fn, T** ptr) {
   if (out.is_none()) {
