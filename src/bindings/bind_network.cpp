@@ -1,11 +1,215 @@
+// gradstep._core.Network: a whole training step (forward, loss, backward, update) in one call.
+// The handle keeps references to the arrays it writes every step (the flat parameter, gradient and
+// optimizer-state buffers, BatchNorm running statistics), checked once at construction; each step
+// then checks only the batch, so the Python cost per mini-batch is a few microseconds.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "bindings/bind.hpp"
 #include "bindings/check.hpp"
+#include "core/network.hpp"
 
 namespace gradstep::bind {
+namespace {
 
-void bind_network(py::module_& m) { (void)m; }
+using LayerTuple = std::tuple<int, int64_t, int64_t, int64_t, int64_t, double, double, double>;
+
+struct NetworkHandle {
+  bool f64 = false;
+  std::unique_ptr<cpu::Network<float>> net32;
+  std::unique_ptr<cpu::Network<double>> net64;
+  std::vector<cpu::LayerDesc> layers;
+  cpu::LossOp loss;
+  cpu::OptOp opt;
+  py::array params, grads;
+  std::vector<py::array> running_mean, running_var;
+  py::object state0, state1;
+  int64_t P = 0;
+  size_t n_dropout = 0;
+  int64_t last_N = 0;
+
+  template <class T>
+  double step_impl(cpu::Network<T>& net, const py::array& x, const py::object& labels,
+                   const py::object& target, const std::vector<uint64_t>& seeds,
+                   const std::vector<double>& hyper, int64_t step) {
+    const char* fn = "Network.train_step";
+    const int64_t I = layers.front().in, K = layers.back().out;
+    const T* px = in<T>(x, fn, "x", {kAny, I});
+    const int64_t N = dim(x, 0);
+    if (N < 1) throw py::value_error("Network.train_step: x must have at least one row");
+    cpu::StepArgs<T> a{};
+    a.params = static_cast<T*>(params.mutable_data());
+    a.grads = static_cast<T*>(grads.mutable_data());
+    a.x = px;
+    a.N = N;
+    a.labels = nullptr;
+    a.target = nullptr;
+    const bool wants_labels = loss == cpu::LossOp::kSoftmaxXent || loss == cpu::LossOp::kNLL;
+    if (wants_labels) {
+      if (labels.is_none()) throw py::value_error("Network.train_step: labels are required for this loss");
+      py::array lab = py::cast<py::array>(labels);
+      if (!lab.dtype().is(py::dtype::of<int64_t>()))
+        throw py::type_error("Network.train_step: labels must have dtype int64");
+      check_array<int64_t>(lab, fn, "labels", {N});
+      const int64_t* pl = static_cast<const int64_t*>(lab.data());
+      for (int64_t i = 0; i < N; ++i)
+        if (pl[i] < 0 || pl[i] >= K)
+          throw py::value_error("Network.train_step: labels must lie in [0, " + std::to_string(K) +
+                                "), got " + std::to_string(pl[i]));
+      a.labels = pl;
+    } else {
+      if (target.is_none()) throw py::value_error("Network.train_step: target is required for this loss");
+      a.target = in<T>(py::cast<py::array>(target), fn, "target", {N, K});
+    }
+    if (seeds.size() != n_dropout)
+      throw py::value_error("Network.train_step: expected " + std::to_string(n_dropout) +
+                            " dropout seeds, got " + std::to_string(seeds.size()));
+    a.dropout_seeds = seeds;
+    for (size_t i = 0; i < running_mean.size(); ++i) {
+      a.running_mean.push_back(static_cast<T*>(running_mean[i].mutable_data()));
+      a.running_var.push_back(static_cast<T*>(running_var[i].mutable_data()));
+    }
+    if (step < 1) throw py::value_error("Network.train_step: step must be >= 1");
+    a.step = step;
+    a.opt = opt;
+    a.state0 = state0.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state0).mutable_data());
+    a.state1 = state1.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state1).mutable_data());
+    auto h = [&](size_t i) {
+      if (i >= hyper.size()) throw py::value_error("Network.train_step: too few hyperparameters");
+      return hyper[i];
+    };
+    switch (opt) {
+      case cpu::OptOp::kSGD: a.sgd = {h(0), h(1), h(2), h(3), h(4) != 0.0}; break;
+      case cpu::OptOp::kRMSprop: a.rmsprop = {h(0), h(1), h(2), h(3), h(4)}; break;
+      case cpu::OptOp::kAdam: a.adam = {h(0), h(1), h(2), h(3), h(4), h(5) != 0.0}; break;
+    }
+    last_N = N;
+    py::gil_scoped_release nogil;
+    return net.train_step(a);
+  }
+};
+
+template <class T>
+void check_buffer(const py::object& o, const char* name, int64_t P) {
+  if (o.is_none()) return;
+  py::array a = py::cast<py::array>(o);
+  check_array<T>(a, "Network", name, {P});
+  if (!a.writeable()) throw py::value_error(std::string("Network: ") + name + " must be writable");
+}
+
+}  // namespace
+
+void bind_network(py::module_& m) {
+  py::class_<NetworkHandle>(m, "Network")
+      .def(py::init([](const std::vector<LayerTuple>& specs, int loss, int opt, py::array params,
+                       py::array grads, std::vector<py::array> running_mean,
+                       std::vector<py::array> running_var, py::object state0, py::object state1) {
+             if (specs.empty()) throw py::value_error("Network: at least one layer is required");
+             if (loss < 0 || loss > static_cast<int>(cpu::LossOp::kNLL)) throw py::value_error("Network: unknown loss");
+             if (opt < 0 || opt > static_cast<int>(cpu::OptOp::kAdam)) throw py::value_error("Network: unknown optimizer");
+             auto h = std::make_unique<NetworkHandle>();
+             h->f64 = params.dtype().is(py::dtype::of<double>());
+             h->P = static_cast<int64_t>(params.size());
+             size_t n_bn = 0;
+             int64_t prev_out = -1;
+             for (const auto& t : specs) {
+               cpu::LayerDesc d;
+               int op = std::get<0>(t);
+               if (op < 0 || op > static_cast<int>(cpu::LayerOp::kBatchNorm))
+                 throw py::value_error("Network: unknown layer op " + std::to_string(op));
+               d.op = static_cast<cpu::LayerOp>(op);
+               d.in = std::get<1>(t);
+               d.out = std::get<2>(t);
+               d.w = std::get<3>(t);
+               d.b = std::get<4>(t);
+               d.alpha = std::get<5>(t);
+               d.eps = std::get<6>(t);
+               d.l2 = std::get<7>(t);
+               if (d.in < 1 || d.out < 1 || (prev_out >= 0 && d.in != prev_out))
+                 throw py::value_error("Network: layer feature counts do not chain");
+               // Parameter slots must lie inside the flat buffer.
+               const int64_t wsize = d.op == cpu::LayerOp::kDense ? d.in * d.out
+                                     : d.op == cpu::LayerOp::kBatchNorm ? d.out : 0;
+               const int64_t bsize = d.out;
+               if (wsize && (d.w < 0 || d.w + wsize > h->P))
+                 throw py::value_error("Network: a weight slot lies outside the parameter buffer");
+               if (d.b >= 0 && d.b + bsize > h->P)
+                 throw py::value_error("Network: a bias slot lies outside the parameter buffer");
+               if (d.op == cpu::LayerOp::kBatchNorm && d.b < 0)
+                 throw py::value_error("Network: BatchNorm needs a beta slot");
+               if (d.op == cpu::LayerOp::kDropout) ++h->n_dropout;
+               if (d.op == cpu::LayerOp::kBatchNorm) ++n_bn;
+               prev_out = d.out;
+               h->layers.push_back(d);
+             }
+             if (running_mean.size() != n_bn || running_var.size() != n_bn)
+               throw py::value_error("Network: one running_mean and running_var per BatchNorm layer");
+             auto check_all = [&](auto tag) {
+               using T = decltype(tag);
+               check_array<T>(params, "Network", "params", {h->P});
+               check_array<T>(grads, "Network", "grads", {h->P});
+               if (!params.writeable() || !grads.writeable())
+                 throw py::value_error("Network: params and grads must be writable");
+               check_buffer<T>(state0, "state0", h->P);
+               check_buffer<T>(state1, "state1", h->P);
+               size_t bn = 0;
+               for (const auto& d : h->layers)
+                 if (d.op == cpu::LayerOp::kBatchNorm) {
+                   check_array<T>(running_mean[bn], "Network", "running_mean", {d.out});
+                   check_array<T>(running_var[bn], "Network", "running_var", {d.out});
+                   ++bn;
+                 }
+             };
+             if (h->f64) check_all(double{}); else check_all(float{});
+             const bool needs0 = opt != static_cast<int>(cpu::OptOp::kSGD);
+             const bool needs1 = opt == static_cast<int>(cpu::OptOp::kAdam);
+             if ((needs0 && state0.is_none()) || (needs1 && state1.is_none()))
+               throw py::value_error("Network: the optimizer's state buffers are missing");
+             h->loss = static_cast<cpu::LossOp>(loss);
+             h->opt = static_cast<cpu::OptOp>(opt);
+             h->params = params;
+             h->grads = grads;
+             h->running_mean = running_mean;
+             h->running_var = running_var;
+             h->state0 = state0;
+             h->state1 = state1;
+             if (h->f64) h->net64 = std::make_unique<cpu::Network<double>>(h->layers, h->loss, h->P);
+             else h->net32 = std::make_unique<cpu::Network<float>>(h->layers, h->loss, h->P);
+             return h;
+           }),
+           py::arg("layers"), py::arg("loss"), py::arg("opt"), py::arg("params"), py::arg("grads"),
+           py::arg("running_mean"), py::arg("running_var"), py::arg("state0"), py::arg("state1"))
+      // loss = train_step(x, labels or None, target or None, dropout_seeds, hyper, step)
+      .def("train_step", [](NetworkHandle& h, const py::array& x, const py::object& labels,
+                            const py::object& target, const std::vector<uint64_t>& seeds,
+                            const std::vector<double>& hyper, int64_t step) {
+             if (h.f64) return h.step_impl<double>(*h.net64, x, labels, target, seeds, hyper, step);
+             return h.step_impl<float>(*h.net32, x, labels, target, seeds, hyper, step);
+           },
+           py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"),
+           py::arg("hyper"), py::arg("step"))
+      // A copy of the last step's outputs (N, out), for the training metrics.
+      .def("output", [](NetworkHandle& h) -> py::array {
+        const int64_t K = h.layers.back().out;
+        if (h.last_N == 0) throw py::value_error("Network.output: no step has run yet");
+        if (h.f64) {
+          auto a = empty<double>({h.last_N, K});
+          std::copy(h.net64->output(), h.net64->output() + h.last_N * K, a.mutable_data());
+          return a;
+        }
+        auto a = empty<float>({h.last_N, K});
+        std::copy(h.net32->output(), h.net32->output() + h.last_N * K, a.mutable_data());
+        return a;
+      })
+      .def_property_readonly("workspace_bytes", [](const NetworkHandle& h) {
+        return h.f64 ? h.net64->workspace_bytes() : h.net32->workspace_bytes();
+      });
+}
 
 }  // namespace gradstep::bind
