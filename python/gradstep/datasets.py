@@ -112,15 +112,16 @@ def _parse_idx(path: Path, magic: int, dims: tuple[str, ...]) -> tuple:
     data = _read_maybe_gzip(path)
     header = 4 + 4 * len(dims)
     what = "image" if magic == _IDX_IMAGES_MAGIC else "label"
+    if len(data) >= 4:  # a foreign file is reported as such, not as a short one
+        (found,) = struct.unpack(">I", data[:4])
+        if found != magic:
+            other = {_IDX_IMAGES_MAGIC: "an IDX image file", _IDX_LABELS_MAGIC: "an IDX label file"}
+            seems = other.get(found, "not an IDX file of unsigned bytes")
+            raise ValueError(f"load_mnist: {path} has magic number 0x{found:08x}, expected "
+                             f"0x{magic:08x} for an IDX {what} file ({seems})")
     if len(data) < header:
         raise ValueError(f"load_mnist: {path} is truncated: an IDX {what} file needs a "
                          f"{header}-byte header, the file has {len(data)} bytes")
-    (found,) = struct.unpack(">I", data[:4])
-    if found != magic:
-        other = {_IDX_IMAGES_MAGIC: "an IDX image file", _IDX_LABELS_MAGIC: "an IDX label file"}
-        seems = other.get(found, "not an IDX file of unsigned bytes")
-        raise ValueError(f"load_mnist: {path} has magic number 0x{found:08x}, expected "
-                         f"0x{magic:08x} for an IDX {what} file ({seems})")
     sizes = struct.unpack(">" + "I" * len(dims), data[4:header])
     for name, size in zip(dims, sizes):
         if size < 1:
@@ -179,6 +180,8 @@ def _labels_or_targets(y: np.ndarray) -> np.ndarray:
 
 
 def _load_npz(p: Path, target: str) -> tuple[np.ndarray, np.ndarray]:
+    if not zipfile.is_zipfile(p):  # np.load would try other formats (.npy, pickle) instead
+        raise ValueError(f"load_file: {p} is not a readable .npz archive (not a zip file)")
     try:
         with np.load(p, allow_pickle=False) as archive:
             keys = list(archive.files)
