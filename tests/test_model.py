@@ -13,8 +13,10 @@ from gradstep.callbacks import Callback
 def digits():
     from sklearn.preprocessing import StandardScaler
     X, y = gs.datasets.load_digits()
+    from sklearn.model_selection import train_test_split
     X = StandardScaler().fit_transform(X).astype(np.float32)
-    return X[:1400], y[:1400], X[1400:], y[1400:]
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=400, random_state=0, stratify=y)
+    return X_tr, y_tr, X_te, y_te
 
 
 def mlp(dtype="float32", seed=0, hidden=32, l2=0.0, extra=()):

@@ -63,7 +63,9 @@ class Engine:
         opt = self.optimizer
         (self.state0, self.state1), _ = opt.fused_state(self.params)
         self.block = opt._arena_block(self.model.arena)
-        self.keys = [(off, shape) for off, shape in self.model.arena.slots.values()]
+        self.keys = [(off, tuple(shape)) for off, shape in self.model.arena.slots.values()]
+        for name, (off, shape) in self.model.arena.slots.items():
+            self.block.names[(off, tuple(shape))] = name
         self.nets.clear()
 
     def _net(self, code: int) -> Any:

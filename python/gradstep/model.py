@@ -219,6 +219,8 @@ class Sequential:
             self._last_output = None
             return engine.step(xb, yb)
         out = self.forward(xb, training=True)
+        if not self._labels_loss() and self.out_features == 1 and np.ndim(yb) == 1:
+            yb = np.reshape(yb, (-1, 1))  # targets (N,) for a single-output model, as fit accepts
         value = self.loss.forward(out, yb) + self.penalty()
         self.backward(self.loss.backward())
         self.optimizer.step(self.parameters())
