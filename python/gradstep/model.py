@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from . import _checks, _random
+from . import _checks, _engine, _random
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
@@ -83,6 +83,12 @@ class Sequential:
         # Optional input standardization the model was trained with ({"mean", "scale"} arrays),
         # saved in model files so `gradstep predict` can apply it to raw data.
         self.preprocessing: dict[str, np.ndarray] | None = None
+        # The whole-step C++ engine (None until the first train_step; False when the model's
+        # layers, loss or optimizer need the layer-by-layer path). `use_engine = False` forces
+        # the layer-by-layer path, which gives the same bits, only slower.
+        self.use_engine = True
+        self._engine: Any = None
+        self._last_output: np.ndarray | None = None
 
     # ---- construction -------------------------------------------------------------------------
     def _check_sizes(self) -> None:
@@ -174,6 +180,7 @@ class Sequential:
         self.loss = _losses.get(loss)
         self.optimizer = _optim.get(optimizer)
         self.metrics = _metrics.check_metrics(metrics)
+        self._engine = None
         return self
 
     def _require_compiled(self, what: str) -> None:
@@ -195,15 +202,36 @@ class Sequential:
         """Σ of the layers' regularization terms (Dense's (l2/2)·‖W‖²)."""
         return float(sum(layer.penalty() for layer in self.layers))
 
+    def _get_engine(self) -> Any:
+        engine = self._engine
+        if engine is None or (engine is not False and not engine.usable()):
+            engine = self._engine = _engine.build(self) or False
+        return engine if self.use_engine else False
+
     def train_step(self, xb: Any, yb: Any) -> float:
-        """One mini-batch: forward, loss, backward, optimizer update. Returns the loss (with the L2 terms)."""
+        """One mini-batch: forward, loss, backward, optimizer update. Returns the loss (with the L2 terms).
+
+        Runs as one C++ call when every layer, the loss and the optimizer are built-in ones the
+        engine covers; otherwise layer by layer (same results)."""
         self._require_compiled("train_step")
+        engine = self._get_engine()
+        if engine:
+            self._last_output = None
+            return engine.step(xb, yb)
         out = self.forward(xb, training=True)
+        if not self._labels_loss() and self.out_features == 1 and np.ndim(yb) == 1:
+            yb = np.reshape(yb, (-1, 1))  # targets (N,) for a single-output model, as fit accepts
         value = self.loss.forward(out, yb) + self.penalty()
         self.backward(self.loss.backward())
         self.optimizer.step(self.parameters())
         self._last_output = out
         return value
+
+    def _train_output(self) -> np.ndarray:
+        """The outputs of the last train_step's forward (for the training metrics)."""
+        if self._last_output is None:
+            self._last_output = self._engine.output()
+        return self._last_output
 
     # ---- data checks --------------------------------------------------------------------------
     def _labels_loss(self) -> bool:
@@ -279,6 +307,12 @@ class Sequential:
             cb.on_train_begin({})
         n = X.shape[0]
         n_batches = -(-n // batch_size)
+        if n % batch_size == 1 and any(type(l).__name__ == "BatchNorm" for l in self.layers):
+            raise ValueError(f"fit: the last batch would hold 1 sample ({n} samples, batch_size={batch_size}), "
+                             "and BatchNorm needs more than 1 per batch in training; change batch_size")
+        # Mini-batches are gathered into buffers made once per fit: a step allocates nothing.
+        xbuf = np.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
+        ybuf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
         progress = _progress_factory(verbose)
         try:
             for e in range(epochs):
@@ -294,12 +328,18 @@ class Sequential:
                 bar = progress(n_batches, f"Epoch {epoch + 1}/{self.epochs_done - e + epochs}")
                 stopped_in_batch = False
                 for b in range(n_batches):
-                    idx = order[b * batch_size:(b + 1) * batch_size] if shuffle else slice(b * batch_size, (b + 1) * batch_size)
-                    xb, yb = X[idx], y[idx]
+                    lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                    if shuffle:
+                        idx = order[lo:hi]
+                        xb, yb = xbuf[:hi - lo], ybuf[:hi - lo]
+                        np.take(X, idx, axis=0, out=xb)
+                        np.take(y, idx, axis=0, out=yb)
+                    else:
+                        xb, yb = X[lo:hi], y[lo:hi]
                     value = self.train_step(xb, yb)
                     sums["loss"] += value * xb.shape[0]
                     for m in self.metrics:
-                        s, c = _metrics.batch_sums(m, self._last_output, yb, self._class_threshold())
+                        s, c = _metrics.batch_sums(m, self._train_output(), yb, self._class_threshold())
                         msums[m] += s
                         counts[m] += c
                     if bar is not None:

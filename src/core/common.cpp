@@ -1,6 +1,6 @@
 #include "core/common.hpp"
 
-#include <cblas.h>
+#include "core/gemm.hpp"
 
 #include <atomic>
 #include <thread>
@@ -24,6 +24,7 @@ std::atomic<int> g_num_threads{0};
 int num_threads() {
   int n = g_num_threads.load(std::memory_order_relaxed);
   if (n == 0) {
+    init_blas_threads();
     n = default_threads();
     g_num_threads.store(n, std::memory_order_relaxed);
   }
@@ -32,8 +33,8 @@ int num_threads() {
 
 void set_num_threads(int n) {
   if (n < 1) n = 1;  // validated in Python; never abort here
+  init_blas_threads();  // OpenBLAS stays single-threaded: gemm splits the work over OpenMP threads
   g_num_threads.store(n, std::memory_order_relaxed);
-  scipy_openblas_set_num_threads(n);
 }
 
 }  // namespace gradstep::cpu

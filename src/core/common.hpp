@@ -15,7 +15,7 @@ namespace gradstep::cpu {
 constexpr int64_t kParallelMin = 1 << 15;
 
 int num_threads();
-void set_num_threads(int n);  // n >= 1; also sets OpenBLAS's pool
+void set_num_threads(int n);  // n >= 1; OpenBLAS runs inside gemm's OpenMP blocks
 
 }  // namespace gradstep::cpu
 

@@ -1,29 +1,80 @@
+// Why the gemm wrapper splits the work itself: OpenBLAS's own threading partitions a product
+// differently for 1 and 2 threads, and its results then differ in the last bit (seen on
+// (250,48)x(48,128) float32). gradstep promises bit-identical results for any thread count, so
+// OpenBLAS always runs single-threaded, and the product is cut into blocks that depend only on the
+// shape; OpenMP hands the blocks to threads. This also leaves one thread pool in the process
+// (OpenMP's), so OpenBLAS's pthreads and libgomp's workers never spin against each other.
 #include "core/gemm.hpp"
 
 #include <cblas.h>
 
+#include <algorithm>
+
+#include "core/common.hpp"
+
 namespace gradstep::cpu {
+namespace {
 
-template <>
-void gemm<float>(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                 int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  scipy_cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(M), static_cast<int>(N),
-                    static_cast<int>(K), alpha, A, static_cast<int>(lda), B,
-                    static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+// Products below this many multiply-adds run as one call: a block must be big enough to pay for
+// the parallel region and the re-packing of the shared operand (a few microseconds).
+constexpr int64_t kBlockMacs = int64_t(1) << 19;
+constexpr int64_t kMaxBlocks = 16;
+constexpr int64_t kBlockAlign = 16;  // block edges on whole micro-kernel tiles
+
+inline void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
+                    static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
 }
 
-template <>
-void gemm<double>(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
-                  const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
-                  double* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  scipy_cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(M), static_cast<int>(N),
-                    static_cast<int>(K), alpha, A, static_cast<int>(lda), B,
-                    static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+inline void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+                 int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
+                    static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
 }
+
+}  // namespace
+
+void init_blas_threads() { scipy_openblas_set_num_threads(1); }
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const int64_t macs = M * N * std::max<int64_t>(K, 1);
+  // Split the longer side of C; the block count and edges depend on the shape alone.
+  const bool split_rows = M > N;
+  const int64_t side = split_rows ? M : N;
+  int64_t blocks = std::min<int64_t>({macs / kBlockMacs, kMaxBlocks, side / kBlockAlign});
+  if (blocks <= 1) {
+    num_threads();  // makes sure OpenBLAS's pool was set to one thread
+    blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const int64_t per = ((side + blocks - 1) / blocks + kBlockAlign - 1) / kBlockAlign * kBlockAlign;
+  blocks = (side + per - 1) / per;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (num_threads() > 1)
+#endif
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t s0 = blk * per, len = std::min(side, s0 + per) - s0;
+    if (split_rows) {
+      // Rows s0.. of C and of op(A): A is (M,K) row-major, or (K,M) when transposed.
+      const T* a = trans_a ? A + s0 : A + s0 * lda;
+      blas(trans_a, trans_b, len, N, K, alpha, a, lda, B, ldb, beta, C + s0 * ldc, ldc);
+    } else {
+      // Columns s0.. of C and of op(B): B is (K,N) row-major, or (N,K) when transposed.
+      const T* b = trans_b ? B + s0 * ldb : B + s0;
+      blas(trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + s0, ldc);
+    }
+  }
+}
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                          const float*, int64_t, float, float*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                           const double*, int64_t, double, double*, int64_t);
 
 }  // namespace gradstep::cpu

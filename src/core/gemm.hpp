@@ -2,10 +2,14 @@
 //   C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C
 // op(A) = A^T when trans_a (A is then stored (K,M)); likewise for B. Leading dimensions are
 // those of the stored, row-major matrices. Sizes must fit in int (checked by the callers' bindings).
+// Results are bit-identical for any thread count: see gemm.cpp.
 #pragma once
 #include <cstdint>
 
 namespace gradstep::cpu {
+
+// Puts OpenBLAS's own pool at one thread: gemm parallelizes with OpenMP over shape-only blocks.
+void init_blas_threads();
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,

@@ -6,6 +6,7 @@
 // The per-layer kernels are the ones the Python layers call, in the same order with the same
 // arithmetic, so a fused step gives bit-identical results to the layer-by-layer path.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

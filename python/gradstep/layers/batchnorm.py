@@ -1,4 +1,99 @@
-"""(filled by the batchnorm family)"""
+"""Batch normalization over the features of (N, F) input, as PyTorch's BatchNorm1d computes it."""
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any
+
+import numpy as np
+
+from .. import _checks, _core, _random
+from .base import Layer, register
+
+__all__ = ["BatchNorm"]
+
+
+@register
+class BatchNorm(Layer):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per feature.
+
+    Training (`forward(x, training=True)`) normalizes with the batch's mean and biased variance
+    and updates the running statistics as PyTorch's BatchNorm1d does:
+    running = (1 - momentum) * running + momentum * batch, with the *unbiased* batch variance for
+    `running_var`. Evaluation (`training=False`) normalizes with the running statistics.
+    `backward` differentiates through the batch statistics after a training forward, and through
+    the plain per-feature affine map after an evaluation forward.
+
+    Parameters `gamma` (ones) and `beta` (zeros), shape (num_features,). Buffers (`buffers`, live
+    views, not trained): `running_mean` (zeros) and `running_var` (ones). Training needs more than
+    one row per batch; a constant feature gives finite outputs and gradients (its variance is 0,
+    so it is scaled by 1/sqrt(eps)).
+    """
+
+    has_params = True
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
+                 dtype: Any = "float32") -> None:
+        super().__init__()
+        self.num_features = _checks.check_int(num_features, "BatchNorm: num_features", 1)
+        self.momentum = _checks.check_float(momentum, "BatchNorm: momentum", 0.0, 1.0)
+        self.eps = _checks.check_float(eps, "BatchNorm: eps", 0.0, min_inclusive=False)
+        self._allocate(dtype, _random.generator())  # draws nothing: gamma = 1, beta = 0
+        self._running_mean = _core.alloc_zeros(self.num_features, self.dtype)
+        self._running_var = _core.alloc_zeros(self.num_features, self.dtype)
+        self._running_var[...] = 1.0
+
+    def _param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"gamma": (self.num_features,), "beta": (self.num_features,)}
+
+    def _initial_values(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"gamma": np.ones(self.num_features), "beta": np.zeros(self.num_features)}
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        return {"running_mean": self._running_mean, "running_var": self._running_var}
+
+    def _cast_buffers(self, dtype: np.dtype) -> None:
+        if self._running_mean.dtype == dtype:
+            return  # keep the arrays, so views handed out earlier stay live
+        for name in ("_running_mean", "_running_var"):
+            old = getattr(self, name)
+            new = _core.alloc_zeros(self.num_features, dtype)
+            new[...] = old
+            setattr(self, name, new)
+
+    def forward(self, x: Any, training: bool = True) -> np.ndarray:
+        x = self._input(x, 2, self.num_features)
+        if training:
+            if x.shape[0] < 2:
+                raise ValueError("BatchNorm.forward: Expected more than 1 value per channel when "
+                                 f"training, got x of shape {x.shape} (use training=False for "
+                                 "a single row)")
+            y, xhat, _, invstd = _core.batchnorm_forward_train(
+                x, self._p["gamma"], self._p["beta"], self._running_mean, self._running_var,
+                self.momentum, self.eps)
+            self._saved = (True, xhat, invstd)
+        else:
+            y = _core.batchnorm_forward_eval(x, self._p["gamma"], self._p["beta"],
+                                             self._running_mean, self._running_var, self.eps)
+            self._saved = (False, x, None)
+        self._remember_output(y)
+        return y
+
+    def backward(self, grad_y: Any) -> np.ndarray:
+        dy = self._grad_output(grad_y)
+        training, a, invstd = self._saved
+        if training:
+            return _core.batchnorm_backward(dy, a, invstd, self._p["gamma"], self._g["gamma"],
+                                            self._g["beta"], True)
+        return _core.batchnorm_backward_eval(dy, a, self._p["gamma"], self._running_mean,
+                                             self._running_var, self._g["gamma"], self._g["beta"],
+                                             self.eps, True)
+
+    def input_features(self) -> int:
+        return self.num_features
+
+    def output_features(self, in_features: int) -> int:
+        return self.num_features
+
+    def get_config(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
+                "dtype": self.dtype.name}

@@ -1,0 +1,208 @@
+"""gradstep vs PyTorch (and scikit-learn) on the networks our users train: one process, interleaved.
+
+    python bench/compare.py [--threads 2] [--repeats 15] [--out bench/results.md]
+
+For each row, both libraries get the same network (same initial weights), the same batches and the
+same optimizer (Adam, lr 1e-3; PyTorch with fused=True, its fastest CPU option). A round times
+`steps` training steps of gradstep, then the same of PyTorch (the order alternates between rounds);
+the table reports the median time per step over the rounds and the ratio PyTorch / gradstep.
+A training step is forward, softmax cross-entropy, backward and the Adam update.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+ROWS = [
+    # (name, layer sizes, activation, batch, target ratio)
+    ("784-256-128-10 ReLU", [784, 256, 128, 10], "relu", 32, 2.5),
+    ("784-256-128-10 ReLU", [784, 256, 128, 10], "relu", 128, 1.25),
+    ("784-256-128-10 ReLU", [784, 256, 128, 10], "relu", 512, 1.2),
+    ("64-128-64-10 ReLU", [64, 128, 64, 10], "relu", 32, 8.0),
+    ("20×128 tanh", [128] * 21 + [10], "tanh", 64, 3.0),
+]
+
+
+def flops_per_step(sizes: list[int], batch: int) -> float:
+    """2·N·I·O per GEMM; forward, dx (not for the first layer) and dW."""
+    total = 0.0
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        total += 2 * batch * a * b * (3 if i > 0 else 2)
+    return total
+
+
+def build_gradstep(sizes, act, seed=0):
+    import gradstep as gs
+    Act = {"relu": gs.ReLU, "tanh": gs.Tanh}[act]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(gs.Dense(a, b, init="he" if act == "relu" else "xavier"))
+        if i < len(sizes) - 2:
+            layers.append(Act())
+    model = gs.Sequential(layers, seed=seed)
+    model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-3))
+    return model
+
+
+def build_torch(gmodel, sizes, act):
+    import torch
+    mods = []
+    dense = [l for l in gmodel.layers if type(l).__name__ == "Dense"]
+    for i, d in enumerate(dense):
+        lin = torch.nn.Linear(d.in_features, d.out_features)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(d.params["weight"].T.copy()))
+            lin.bias.copy_(torch.from_numpy(d.params["bias"].copy()))
+        mods.append(lin)
+        if i < len(dense) - 1:
+            mods.append(torch.nn.ReLU() if act == "relu" else torch.nn.Tanh())
+    model = torch.nn.Sequential(*mods)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def time_rounds(fns: dict, steps: int, repeats: int) -> dict[str, list[float]]:
+    times = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(repeats):
+        order = names if r % 2 == 0 else names[::-1]
+        for k in order:
+            t0 = time.perf_counter()
+            fns[k](steps)
+            times[k].append((time.perf_counter() - t0) / steps)
+    return times
+
+
+def bench_row(sizes, act, batch, repeats, threads):
+    import torch
+    rng = np.random.default_rng(0)
+    n_batches = 16
+    X = rng.standard_normal((n_batches * batch, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], size=n_batches * batch)
+    gmodel = build_gradstep(sizes, act)
+    tstep = build_torch(gmodel, sizes, act)
+    xs = [X[i * batch:(i + 1) * batch] for i in range(n_batches)]
+    ys = [y[i * batch:(i + 1) * batch] for i in range(n_batches)]
+    txs = [torch.from_numpy(x) for x in xs]
+    tys = [torch.from_numpy(v) for v in ys]
+
+    def run_gs(steps):
+        for s in range(steps):
+            gmodel.train_step(xs[s % n_batches], ys[s % n_batches])
+
+    def run_torch(steps):
+        for s in range(steps):
+            tstep(txs[s % n_batches], tys[s % n_batches])
+
+    # Aim for ~40 ms per timed block so that timer noise is small.
+    run_gs(3)
+    run_torch(3)
+    t0 = time.perf_counter()
+    run_torch(5)
+    per = (time.perf_counter() - t0) / 5
+    steps = max(5, int(0.04 / max(per, 1e-6)))
+    t = time_rounds({"gradstep": run_gs, "torch": run_torch}, steps, repeats)
+    return {k: statistics.median(v) for k, v in t.items()}, steps
+
+
+def bench_sklearn_epoch(repeats: int) -> dict[str, float]:
+    """Per-epoch time on digits, 64-128-64-10 ReLU, Adam, batch 32: gradstep fit vs MLPClassifier."""
+    import warnings
+
+    import gradstep as gs
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+    X, y = gs.datasets.load_digits()
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    gmodel = build_gradstep([64, 128, 64, 10], "relu")
+    clf = MLPClassifier(hidden_layer_sizes=(128, 64), activation="relu", solver="adam", batch_size=32,
+                        learning_rate_init=1e-3, max_iter=1, shuffle=True, random_state=0, tol=0.0)
+
+    def run_gs(_):
+        gmodel.fit(X, y, epochs=1, batch_size=32, verbose=0)
+
+    def run_sk(_):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.partial_fit(X, y, classes=np.arange(10))
+
+    run_gs(1)
+    run_sk(1)
+    t = time_rounds({"gradstep": run_gs, "sklearn": run_sk}, 1, repeats)
+    return {k: statistics.median(v) for k, v in t.items()}
+
+
+def machine_line(threads: int) -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu}, {os.cpu_count()} cores, {threads} threads, Python {platform.python_version()}, "
+            f"load average at start {load:.2f}, {datetime.date.today().isoformat()}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--out", default=None, help="also write the Markdown table to this file")
+    p.add_argument("--rows", default=None, help="comma-separated row indices to run (default: all)")
+    p.add_argument("--no-sklearn", action="store_true")
+    args = p.parse_args(argv)
+
+    import torch
+
+    import gradstep as gs
+    gs.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    header = machine_line(args.threads)
+    lines = [f"Machine: {header}", f"gradstep {gs.__version__}, PyTorch {torch.__version__} (eager, Adam fused=True)", "",
+             "| network | batch | gradstep ms/step | PyTorch ms/step | ratio | target | gradstep GFLOP/s |",
+             "|---|---|---|---|---|---|---|"]
+    rows = ROWS if args.rows is None else [ROWS[int(i)] for i in args.rows.split(",")]
+    for name, sizes, act, batch, target in rows:
+        med, steps = bench_row(sizes, act, batch, args.repeats, args.threads)
+        ratio = med["torch"] / med["gradstep"]
+        gflops = flops_per_step(sizes, batch) / med["gradstep"] / 1e9
+        line = (f"| {name} | {batch} | {med['gradstep'] * 1e3:.3f} | {med['torch'] * 1e3:.3f} | "
+                f"{ratio:.2f}× | {target}× | {gflops:.1f} |")
+        lines.append(line)
+        print(line, flush=True)
+    if not args.no_sklearn:
+        sk = bench_sklearn_epoch(max(3, args.repeats // 3))
+        lines += ["", "| per epoch, digits, 64-128-64-10 ReLU, Adam, batch 32 | gradstep s | scikit-learn s | ratio | target |",
+                  "|---|---|---|---|---|",
+                  f"| fit 1 epoch vs MLPClassifier.partial_fit | {sk['gradstep']:.4f} | {sk['sklearn']:.4f} | "
+                  f"{sk['sklearn'] / sk['gradstep']:.1f}× | 5× |"]
+    text = "\n".join(lines)
+    print("\n" + text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

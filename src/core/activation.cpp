@@ -1,0 +1,374 @@
+#include "core/activation.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/common.hpp"
+
+// The inner loops are compiled twice, for baseline x86-64 (SSE2) and for AVX2, and the loader
+// picks one per machine (GCC/Clang function multiversioning through an ifunc): twice the vector
+// width for the float32 math, in portable wheels without -march=native. AVX2 alone, not FMA, and
+// no -ffp-contract: both versions do the same IEEE operations lane by lane, so they give
+// bit-identical results. Elsewhere the macro is empty and the baseline loops run.
+#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define GS_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef GS_CLONES
+#define GS_CLONES
+#endif
+
+namespace gradstep::cpu {
+
+namespace {
+
+using vmath::select;
+
+// float goes through vmath (vectorizable); double keeps the std:: functions.
+inline float exp_t(float x) { return vmath::exp_f(x); }
+inline double exp_t(double x) { return std::exp(x); }
+inline float expm1_t(float x) { return vmath::expm1_f(x); }
+inline double expm1_t(double x) { return std::expm1(x); }
+inline float tanh_t(float x) { return vmath::tanh_f(x); }
+inline double tanh_t(double x) { return std::tanh(x); }
+inline float sigmoid_t(float x) { return vmath::sigmoid_f(x); }
+inline double sigmoid_t(double x) {
+  const double e = std::exp(x < 0.0 ? x : -x);
+  return (x < 0.0 ? e : 1.0) / (1.0 + e);
+}
+
+// ---- multiversioned loops (op is a small lambda, inlined into each version) ------------------
+template <class T, class Op>
+GS_CLONES void map1(T* y, const T* a, int64_t n, Op op) {
+  for (int64_t i = 0; i < n; ++i) y[i] = op(a[i]);
+}
+
+template <class T, class Op>
+GS_CLONES void map2(T* y, const T* a, const T* b, int64_t n, Op op) {
+  for (int64_t i = 0; i < n; ++i) y[i] = op(a[i], b[i]);
+}
+
+template <class T, class Op>
+GS_CLONES void map3(T* y, const T* a, const T* b, const T* c, int64_t n, Op op) {
+  for (int64_t i = 0; i < n; ++i) y[i] = op(a[i], b[i], c[i]);
+}
+
+// Σ v(i) for i in [i0, i1) in double, over 8 interleaved partial sums combined in a fixed order:
+// the result depends on the data only, and the unrolled lanes vectorize (a single running sum
+// would not, since gcc must keep its order).
+template <class V>
+inline double lane_sum(int64_t i0, int64_t i1, V v) {
+  constexpr int kLanes = 8;
+  double acc[kLanes] = {};
+  int64_t i = i0;
+  for (; i + kLanes <= i1; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += v(i + j);
+  double tail = 0.0;
+  for (; i < i1; ++i) tail += v(i);
+  return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) +
+         tail;
+}
+
+// max of a row, in 8 lanes for the same reason. A NaN is skipped here, but it still makes the
+// whole row NaN through its own exp (as in PyTorch).
+template <class T>
+inline T row_max(const T* x, int64_t K) {
+  constexpr int kLanes = 8;
+  T m[kLanes];
+  for (int j = 0; j < kLanes; ++j) m[j] = -INFINITY;
+  int64_t k = 0;
+  for (; k + kLanes <= K; k += kLanes)
+    for (int j = 0; j < kLanes; ++j) m[j] = x[k + j] > m[j] ? x[k + j] : m[j];
+  T r = -INFINITY;
+  for (int j = 0; j < kLanes; ++j) r = m[j] > r ? m[j] : r;
+  for (; k < K; ++k) r = x[k] > r ? x[k] : r;
+  return r;
+}
+
+// Softmax over R rows of K, one row at a time.
+template <class T>
+GS_CLONES void softmax_rows(T* y, const T* x, int64_t R, int64_t K) {
+  for (int64_t r = 0; r < R; ++r, x += K, y += K) {
+    const T m = row_max(x, K);
+    for (int64_t k = 0; k < K; ++k) y[k] = exp_t(x[k] - m);
+    const T s =
+        static_cast<T>(lane_sum(0, K, [=](int64_t k) { return static_cast<double>(y[k]); }));
+    for (int64_t k = 0; k < K; ++k) y[k] = y[k] / s;
+  }
+}
+
+template <class T>
+GS_CLONES void softmax_backward_rows(T* dx, const T* dy, const T* y, int64_t R, int64_t K) {
+  for (int64_t r = 0; r < R; ++r, dx += K, dy += K, y += K) {
+    const T dot = static_cast<T>(lane_sum(0, K, [=](int64_t k) {
+      return static_cast<double>(dy[k]) * static_cast<double>(y[k]);
+    }));
+    for (int64_t k = 0; k < K; ++k) dx[k] = y[k] * (dy[k] - dot);
+  }
+}
+
+// y[r, f] = op(a[r, f], b[f]) over R rows of F: a row-broadcast second operand (PReLU's slopes).
+template <class T, class Op>
+GS_CLONES void map2_rows(T* y, const T* a, const T* b, int64_t R, int64_t F, Op op) {
+  for (int64_t r = 0; r < R; ++r, y += F, a += F)
+    for (int64_t f = 0; f < F; ++f) y[f] = op(a[f], b[f]);
+}
+
+template <class T, class Op>
+GS_CLONES void map3_rows(T* y, const T* a, const T* b, const T* c, int64_t R, int64_t F, Op op) {
+  for (int64_t r = 0; r < R; ++r, y += F, a += F, b += F)
+    for (int64_t f = 0; f < F; ++f) y[f] = op(a[f], b[f], c[f]);
+}
+
+// acc[j] += x·dy where x <= 0 (NaN x included, as PyTorch), over N rows of w columns with row
+// stride F, rows in order. In double: the product of two floats is exact.
+template <class T>
+GS_CLONES void prelu_dalpha_columns(double* acc, const T* x, const T* dy, int64_t N, int64_t F,
+                                    int64_t w) {
+  for (int64_t j = 0; j < w; ++j) acc[j] = 0.0;
+  for (int64_t r = 0; r < N; ++r) {
+    const T* xr = x + r * F;
+    const T* dyr = dy + r * F;
+    for (int64_t j = 0; j < w; ++j)
+      acc[j] += select(xr[j] > T(0), 0.0, static_cast<double>(xr[j]) * static_cast<double>(dyr[j]));
+  }
+}
+
+template <class T>
+GS_CLONES double prelu_dalpha_sum(const T* x, const T* dy, int64_t n) {
+  return lane_sum(0, n, [=](int64_t i) {
+    return select(x[i] > T(0), 0.0, static_cast<double>(x[i]) * static_cast<double>(dy[i]));
+  });
+}
+
+// Runs f(i0, i1) over fixed blocks of [0, n), in parallel when n is large. The blocks are
+// disjoint, so results do not depend on the thread count.
+template <class F>
+void for_blocks(int64_t n, F f) {
+  constexpr int64_t kBlock = 4096;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  GS_PARALLEL_FOR(n)
+  for (int64_t b = 0; b < blocks; ++b) f(b * kBlock, std::min(n, (b + 1) * kBlock));
+}
+
+// Runs f(r0, r1) over blocks of about kBlock elements' worth of whole rows (N rows of K), in
+// parallel when N·K is large. Rows are independent, so results do not depend on the thread count.
+template <class F>
+void for_row_blocks(int64_t N, int64_t K, F f) {
+  constexpr int64_t kBlock = 4096;
+  const int64_t rows = std::max<int64_t>(1, kBlock / std::max<int64_t>(K, 1));
+  const int64_t blocks = (N + rows - 1) / rows;
+  GS_PARALLEL_FOR(N * K)
+  for (int64_t b = 0; b < blocks; ++b) f(b * rows, std::min(N, (b + 1) * rows));
+}
+
+// y = op(a) elementwise, in parallel blocks.
+template <class T, class Op>
+void parallel_map1(T* y, const T* a, int64_t n, Op op) {
+  for_blocks(n, [=](int64_t i0, int64_t i1) { map1(y + i0, a + i0, i1 - i0, op); });
+}
+
+template <class T, class Op>
+void parallel_map2(T* y, const T* a, const T* b, int64_t n, Op op) {
+  for_blocks(n, [=](int64_t i0, int64_t i1) { map2(y + i0, a + i0, b + i0, i1 - i0, op); });
+}
+
+template <class T, class Op>
+void parallel_map3(T* y, const T* a, const T* b, const T* c, int64_t n, Op op) {
+  for_blocks(n, [=](int64_t i0, int64_t i1) {
+    map3(y + i0, a + i0, b + i0, c + i0, i1 - i0, op);
+  });
+}
+
+}  // namespace
+
+// ---- sigmoid ------------------------------------------------------------------------------------
+template <class T>
+void sigmoid_forward(T* y, const T* x, int64_t n) {
+  parallel_map1(y, x, n, [](T v) { return sigmoid_t(v); });
+}
+
+template <class T>
+void sigmoid_backward(T* dx, const T* dy, const T* y, int64_t n) {
+  // PyTorch's association: (dy·(1−y))·y.
+  parallel_map2(dx, dy, y, n, [](T g, T s) { return g * (T(1) - s) * s; });
+}
+
+// ---- tanh ---------------------------------------------------------------------------------------
+template <class T>
+void tanh_forward(T* y, const T* x, int64_t n) {
+  parallel_map1(y, x, n, [](T v) { return tanh_t(v); });
+}
+
+template <class T>
+void tanh_backward(T* dx, const T* dy, const T* y, int64_t n) {
+  parallel_map2(dx, dy, y, n, [](T g, T t) { return g * (T(1) - t * t); });
+}
+
+// ---- relu ---------------------------------------------------------------------------------------
+template <class T>
+void relu_forward(T* y, const T* x, int64_t n) {
+  // x < 0 ? 0 : x keeps NaN (and −0) as PyTorch's clamp_min does.
+  parallel_map1(y, x, n, [](T v) { return select(v < T(0), T(0), v); });
+}
+
+template <class T>
+void relu_backward(T* dx, const T* dy, const T* y, int64_t n) {
+  // PyTorch's threshold_backward: 0 where y <= 0 (so 0 at x = 0), dy elsewhere (NaN y included).
+  parallel_map2(dx, dy, y, n, [](T g, T v) { return select(v <= T(0), T(0), g); });
+}
+
+// ---- leaky relu ---------------------------------------------------------------------------------
+template <class T>
+void leaky_relu_forward(T* y, const T* x, int64_t n, T alpha) {
+  parallel_map1(y, x, n, [alpha](T v) { return select(v > T(0), v, v * alpha); });
+}
+
+template <class T>
+void leaky_relu_backward(T* dx, const T* dy, const T* x, int64_t n, T alpha) {
+  parallel_map2(dx, dy, x, n, [alpha](T g, T v) { return select(v > T(0), g, g * alpha); });
+}
+
+// ---- elu ----------------------------------------------------------------------------------------
+template <class T>
+void elu_forward(T* y, const T* x, int64_t n, T alpha) {
+  // expm1 (not exp − 1) keeps the relative accuracy near 0. Its argument is min(x, 0): the other
+  // side is discarded, and this keeps it from overflowing. x >= 0 (−0 and NaN too) passes through.
+  parallel_map1(y, x, n, [alpha](T v) {
+    return select(v < T(0), expm1_t(select(v < T(0), v, T(0))) * alpha, v);
+  });
+}
+
+template <class T>
+void elu_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, T alpha) {
+  // Only x > 0 takes the identity side: the slope at 0 is α (as in PyTorch), and a NaN x gives a
+  // NaN gradient (as PyTorch's vectorized path does; its scalar tail passes dy through instead).
+  parallel_map3(dx, dy, x, y, n, [alpha](T g, T v, T out) {
+    return select(v > T(0), g, g * (out + alpha));
+  });
+}
+
+// ---- prelu --------------------------------------------------------------------------------------
+template <class T>
+void prelu_forward(T* y, const T* x, const T* alpha, int64_t N, int64_t F, int64_t C) {
+  if (C == 1) {
+    leaky_relu_forward<T>(y, x, N * F, alpha[0]);
+    return;
+  }
+  // One slope per feature: the slopes are a second input row, the same for every row of x.
+  for_row_blocks(N, F, [=](int64_t r0, int64_t r1) {
+    map2_rows(y + r0 * F, x + r0 * F, alpha, r1 - r0, F,
+              [](T v, T a) { return select(v > T(0), v, v * a); });
+  });
+}
+
+template <class T>
+void prelu_backward(T* dx, T* dalpha, const T* dy, const T* x, const T* alpha, int64_t N,
+                    int64_t F, int64_t C) {
+  const int64_t n = N * F;
+  if (C == 1) {
+    leaky_relu_backward<T>(dx, dy, x, n, alpha[0]);
+    // One slope: the flat range is cut into kParts parts whose bounds depend on n only; each
+    // part's sum is a fixed-order lane_sum and the parts are added serially, so the result is the
+    // same for any thread count.
+    constexpr int64_t kParts = 64;
+    double part[kParts];
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
+#endif
+    for (int64_t p = 0; p < kParts; ++p) {
+      const int64_t i0 = n * p / kParts, i1 = n * (p + 1) / kParts;
+      part[p] = prelu_dalpha_sum(x + i0, dy + i0, i1 - i0);
+    }
+    double s = 0.0;
+    for (int64_t p = 0; p < kParts; ++p) s += part[p];
+    dalpha[0] = static_cast<T>(s);
+    return;
+  }
+  for_row_blocks(N, F, [=](int64_t r0, int64_t r1) {
+    map3_rows(dx + r0 * F, dy + r0 * F, x + r0 * F, alpha, r1 - r0, F,
+              [](T g, T v, T a) { return select(v > T(0), g, g * a); });
+  });
+  // One slope per feature: blocks of columns in parallel, each column summed over the rows in
+  // row order (as dense's column_sum), with the running sums in a block of doubles on the stack.
+  constexpr int64_t kBlock = 256;
+  const int64_t blocks = (F + kBlock - 1) / kBlock;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(num_threads()) \
+    if (n >= kParallelMin && blocks > 1)
+#endif
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t f0 = b * kBlock, w = std::min(F, f0 + kBlock) - f0;
+    double acc[kBlock];
+    prelu_dalpha_columns(acc, x + f0, dy + f0, N, F, w);
+    for (int64_t j = 0; j < w; ++j) dalpha[f0 + j] = static_cast<T>(acc[j]);
+  }
+}
+
+// ---- softmax ------------------------------------------------------------------------------------
+template <class T>
+void softmax_forward(T* y, const T* x, int64_t N, int64_t K) {
+  for_row_blocks(N, K, [=](int64_t r0, int64_t r1) {
+    softmax_rows(y + r0 * K, x + r0 * K, r1 - r0, K);
+  });
+}
+
+template <class T>
+void softmax_forward_ref(T* y, const T* x, int64_t N, int64_t K) {
+  for (int64_t r = 0; r < N; ++r) {
+    const T* xr = x + r * K;
+    T* yr = y + r * K;
+    T m = -INFINITY;
+    for (int64_t k = 0; k < K; ++k) m = std::max(m, xr[k]);
+    double s = 0.0;
+    for (int64_t k = 0; k < K; ++k) {
+      yr[k] = std::exp(xr[k] - m);
+      s += yr[k];
+    }
+    for (int64_t k = 0; k < K; ++k) yr[k] = static_cast<T>(yr[k] / s);
+  }
+}
+
+template <class T>
+void softmax_backward(T* dx, const T* dy, const T* y, int64_t N, int64_t K) {
+  for_row_blocks(N, K, [=](int64_t r0, int64_t r1) {
+    softmax_backward_rows(dx + r0 * K, dy + r0 * K, y + r0 * K, r1 - r0, K);
+  });
+}
+
+// ---- exp, expm1 ---------------------------------------------------------------------------------
+template <class T>
+void vexp(T* y, const T* x, int64_t n) {
+  parallel_map1(y, x, n, [](T v) { return exp_t(v); });
+}
+
+template <class T>
+void vexpm1(T* y, const T* x, int64_t n) {
+  parallel_map1(y, x, n, [](T v) { return expm1_t(v); });
+}
+
+#define GS_INSTANTIATE(T)                                                                      \
+  template void sigmoid_forward<T>(T*, const T*, int64_t);                                     \
+  template void sigmoid_backward<T>(T*, const T*, const T*, int64_t);                          \
+  template void tanh_forward<T>(T*, const T*, int64_t);                                        \
+  template void tanh_backward<T>(T*, const T*, const T*, int64_t);                             \
+  template void relu_forward<T>(T*, const T*, int64_t);                                        \
+  template void relu_backward<T>(T*, const T*, const T*, int64_t);                             \
+  template void leaky_relu_forward<T>(T*, const T*, int64_t, T);                               \
+  template void leaky_relu_backward<T>(T*, const T*, const T*, int64_t, T);                    \
+  template void elu_forward<T>(T*, const T*, int64_t, T);                                      \
+  template void elu_backward<T>(T*, const T*, const T*, const T*, int64_t, T);                 \
+  template void prelu_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);           \
+  template void prelu_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t,      \
+                                  int64_t);                                                    \
+  template void softmax_forward<T>(T*, const T*, int64_t, int64_t);                            \
+  template void softmax_forward_ref<T>(T*, const T*, int64_t, int64_t);                        \
+  template void softmax_backward<T>(T*, const T*, const T*, int64_t, int64_t);                 \
+  template void vexp<T>(T*, const T*, int64_t);                                                \
+  template void vexpm1<T>(T*, const T*, int64_t);
+GS_INSTANTIATE(float)
+GS_INSTANTIATE(double)
+#undef GS_INSTANTIATE
+
+}  // namespace gradstep::cpu

@@ -1,0 +1,183 @@
+#include "core/batchnorm.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/common.hpp"
+
+namespace gradstep::cpu {
+namespace {
+
+// Features per column block. Each block keeps its per-feature sums on the stack (kernels do not
+// allocate) and reads rows of kCols contiguous values; results do not depend on this size, since
+// every column is summed over rows in row order whatever the blocking.
+constexpr int64_t kCols = 32;
+
+// body(f0, f1) over column blocks [f0, f1), the blocks split across threads (static schedule).
+template <class Body>
+void for_column_blocks(int64_t N, int64_t F, Body&& body) {
+  (void)N;  // only the OpenMP size test reads it
+  const int64_t blocks = (F + kCols - 1) / kCols;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * F >= kParallelMin && blocks > 1)
+#endif
+  for (int64_t blk = 0; blk < blocks; ++blk) body(blk * kCols, std::min(F, blk * kCols + kCols));
+}
+
+}  // namespace
+
+template <class T>
+void batchnorm_forward_train(T* y, T* xhat, T* mean, T* invstd, T* running_mean, T* running_var,
+                             const T* x, const T* gamma, const T* beta, int64_t N, int64_t F,
+                             T momentum, T eps) {
+  const double mom = momentum, e = eps, dn = static_cast<double>(N);
+  for_column_blocks(N, F, [&](int64_t f0, int64_t f1) {
+    const int64_t w = f1 - f0;
+    double s[kCols] = {}, q[kCols] = {}, m[kCols], r[kCols], g[kCols], b[kCols];
+    for (int64_t n = 0; n < N; ++n) {
+      const T* xr = x + n * F + f0;
+      for (int64_t j = 0; j < w; ++j) s[j] += xr[j];
+    }
+    for (int64_t j = 0; j < w; ++j) m[j] = s[j] / dn;
+    // Two passes (mean, then squared deviations) rather than E[x²] - μ²: no cancellation when
+    // |μ| is large against σ, and σ² can never come out negative.
+    for (int64_t n = 0; n < N; ++n) {
+      const T* xr = x + n * F + f0;
+      for (int64_t j = 0; j < w; ++j) {
+        const double d = static_cast<double>(xr[j]) - m[j];
+        q[j] += d * d;
+      }
+    }
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t f = f0 + j;
+      r[j] = 1.0 / std::sqrt(q[j] / dn + e);
+      g[j] = gamma[f];
+      b[j] = beta[f];
+      mean[f] = static_cast<T>(m[j]);
+      invstd[f] = static_cast<T>(r[j]);
+      if (N > 1) {
+        running_mean[f] = static_cast<T>((1.0 - mom) * running_mean[f] + mom * m[j]);
+        running_var[f] = static_cast<T>((1.0 - mom) * running_var[f] + mom * (q[j] / (dn - 1.0)));
+      }
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const T* xr = x + n * F + f0;
+      T* hr = xhat + n * F + f0;
+      T* yr = y + n * F + f0;
+      for (int64_t j = 0; j < w; ++j) {
+        const double h = (static_cast<double>(xr[j]) - m[j]) * r[j];
+        hr[j] = static_cast<T>(h);
+        yr[j] = static_cast<T>(g[j] * h + b[j]);
+      }
+    }
+  });
+}
+
+template <class T>
+void batchnorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat, const T* invstd,
+                        const T* gamma, int64_t N, int64_t F) {
+  const double dn = static_cast<double>(N);
+  for_column_blocks(N, F, [&](int64_t f0, int64_t f1) {
+    const int64_t w = f1 - f0;
+    double sb[kCols] = {}, sg[kCols] = {}, a[kCols], c1[kCols], c2[kCols];
+    for (int64_t n = 0; n < N; ++n) {
+      const T* dr = dy + n * F + f0;
+      const T* hr = xhat + n * F + f0;
+      for (int64_t j = 0; j < w; ++j) {
+        sb[j] += dr[j];
+        sg[j] += static_cast<double>(dr[j]) * hr[j];
+      }
+    }
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t f = f0 + j;
+      dbeta[f] = static_cast<T>(sb[j]);
+      dgamma[f] = static_cast<T>(sg[j]);
+      a[j] = static_cast<double>(gamma[f]) * invstd[f];
+      c1[j] = sb[j] / dn;
+      c2[j] = sg[j] / dn;
+    }
+    if (!dx) return;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* dr = dy + n * F + f0;
+      const T* hr = xhat + n * F + f0;
+      T* out = dx + n * F + f0;
+      for (int64_t j = 0; j < w; ++j)
+        out[j] = static_cast<T>(a[j] * (static_cast<double>(dr[j]) - c1[j] - hr[j] * c2[j]));
+    }
+  });
+}
+
+template <class T>
+void batchnorm_forward_eval(T* y, const T* x, const T* gamma, const T* beta, const T* running_mean,
+                            const T* running_var, int64_t N, int64_t F, T eps) {
+  const double e = eps;
+  for_column_blocks(N, F, [&](int64_t f0, int64_t f1) {
+    const int64_t w = f1 - f0;
+    double m[kCols], r[kCols], g[kCols], b[kCols];
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t f = f0 + j;
+      m[j] = running_mean[f];
+      r[j] = 1.0 / std::sqrt(static_cast<double>(running_var[f]) + e);
+      g[j] = gamma[f];
+      b[j] = beta[f];
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const T* xr = x + n * F + f0;
+      T* yr = y + n * F + f0;
+      for (int64_t j = 0; j < w; ++j)
+        yr[j] = static_cast<T>(g[j] * ((static_cast<double>(xr[j]) - m[j]) * r[j]) + b[j]);
+    }
+  });
+}
+
+template <class T>
+void batchnorm_backward_eval(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma,
+                             const T* running_mean, const T* running_var, int64_t N, int64_t F,
+                             T eps) {
+  const double e = eps;
+  for_column_blocks(N, F, [&](int64_t f0, int64_t f1) {
+    const int64_t w = f1 - f0;
+    double sb[kCols] = {}, sg[kCols] = {}, m[kCols], r[kCols], a[kCols];
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t f = f0 + j;
+      m[j] = running_mean[f];
+      r[j] = 1.0 / std::sqrt(static_cast<double>(running_var[f]) + e);
+      a[j] = static_cast<double>(gamma[f]) * r[j];
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const T* dr = dy + n * F + f0;
+      const T* xr = x + n * F + f0;
+      for (int64_t j = 0; j < w; ++j) {
+        sb[j] += dr[j];
+        sg[j] += static_cast<double>(dr[j]) * ((static_cast<double>(xr[j]) - m[j]) * r[j]);
+      }
+    }
+    for (int64_t j = 0; j < w; ++j) {
+      dbeta[f0 + j] = static_cast<T>(sb[j]);
+      dgamma[f0 + j] = static_cast<T>(sg[j]);
+    }
+    if (!dx) return;
+    // The running statistics are constants here, so the input gradient is a plain per-feature
+    // scale: no terms through the batch mean and variance.
+    for (int64_t n = 0; n < N; ++n) {
+      const T* dr = dy + n * F + f0;
+      T* out = dx + n * F + f0;
+      for (int64_t j = 0; j < w; ++j) out[j] = static_cast<T>(a[j] * dr[j]);
+    }
+  });
+}
+
+#define GS_INSTANTIATE(T)                                                                        \
+  template void batchnorm_forward_train<T>(T*, T*, T*, T*, T*, T*, const T*, const T*, const T*, \
+                                           int64_t, int64_t, T, T);                              \
+  template void batchnorm_forward_eval<T>(T*, const T*, const T*, const T*, const T*, const T*,  \
+                                          int64_t, int64_t, T);                                  \
+  template void batchnorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
+                                      int64_t, int64_t);                                         \
+  template void batchnorm_backward_eval<T>(T*, T*, T*, const T*, const T*, const T*, const T*,   \
+                                           const T*, int64_t, int64_t, T);
+GS_INSTANTIATE(float)
+GS_INSTANTIATE(double)
+#undef GS_INSTANTIATE
+
+}  // namespace gradstep::cpu

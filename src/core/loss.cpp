@@ -1,0 +1,268 @@
+#include "core/loss.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/common.hpp"
+
+namespace gradstep::cpu {
+namespace {
+
+constexpr int64_t kMaxChunks = 256;   // partial sums live on the stack: the kernels never allocate
+constexpr int64_t kChunkElems = 4096;  // a chunk is worth a thread's time from about this size
+constexpr int kLanes = 8;
+constexpr int64_t kRowBuf = 512;  // softmax rows up to this wide keep their exps on the stack
+constexpr double kLogClamp = -100.0;  // torch's clamp of log in binary_cross_entropy
+
+// Σ over items [0, n) of chunk_sum(i0, i1), the items cut into chunks of at least min_len whose
+// bounds depend on n only; the chunk sums are added in chunk order. So the result is the same for
+// any thread count, unlike reduction(+:). `work` (elements touched) decides whether threads help.
+template <class F>
+double chunked_sum(int64_t n, int64_t min_len, int64_t work, const F& chunk_sum) {
+  if (n <= 0) return 0.0;
+  const int64_t want = std::min(kMaxChunks, (n + min_len - 1) / min_len);
+  const int64_t len = (n + want - 1) / want;
+  const int64_t chunks = (n + len - 1) / len;
+  double part[kMaxChunks];
+  GS_PARALLEL_FOR(work)
+  for (int64_t c = 0; c < chunks; ++c) part[c] = chunk_sum(c * len, std::min(n, (c + 1) * len));
+  double s = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) s += part[c];
+  return s;
+}
+
+// Σ term(i) for i in [i0, i1) in kLanes interleaved accumulators: a fixed order that gcc can
+// vectorize without reassociating (it may not reorder a single running sum).
+template <class F>
+double lane_sum(int64_t i0, int64_t i1, const F& term) {
+  double acc[kLanes] = {};
+  int64_t i = i0;
+  for (; i + kLanes <= i1; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) acc[j] += term(i + j);
+  for (int j = 0; i < i1; ++i, ++j) acc[j] += term(i);
+  double s = 0.0;
+  for (int j = 0; j < kLanes; ++j) s += acc[j];
+  return s;
+}
+
+// Sum over elements [0, n) of term(i).
+template <class F>
+double elementwise_sum(int64_t n, const F& term) {
+  return chunked_sum(n, kChunkElems, n,
+                     [&](int64_t i0, int64_t i1) { return lane_sum(i0, i1, term); });
+}
+
+// Sum over rows [0, N) of row_term(r) (each row touches K elements), rows in order.
+template <class F>
+double row_sum(int64_t N, int64_t K, const F& row_term) {
+  const int64_t min_rows = std::max<int64_t>(1, kChunkElems / std::max<int64_t>(K, 1));
+  return chunked_sum(N, min_rows, N * K, [&](int64_t r0, int64_t r1) {
+    double s = 0.0;
+    for (int64_t r = r0; r < r1; ++r) s += row_term(r);
+    return s;
+  });
+}
+
+// Writes softmax(x) (K) into p (K, must not alias x) and sets m = max x and log_s = log Σ e^(x-m):
+// subtracting the max keeps every exp in (0, 1], so logits of any finite size are safe. A NaN
+// anywhere makes the sum NaN (max skips it unless first, but its exp does not).
+template <class T>
+void softmax_row(T* p, const T* x, int64_t K, double& m, double& log_s) {
+  T mx = x[0];
+  for (int64_t k = 1; k < K; ++k) mx = x[k] > mx ? x[k] : mx;
+  m = static_cast<double>(mx);
+  double s = 0.0;
+  if (K <= kRowBuf) {
+    // Keep the exps in double on the stack: one exp per element, and p rounded only once.
+    double e[kRowBuf];
+    for (int64_t k = 0; k < K; ++k) {
+      e[k] = std::exp(static_cast<double>(x[k]) - m);
+      s += e[k];
+    }
+    for (int64_t k = 0; k < K; ++k) p[k] = static_cast<T>(e[k] / s);
+  } else {
+    // Wide rows: recompute the exp rather than keep it in p (a float copy would round twice).
+    for (int64_t k = 0; k < K; ++k) s += std::exp(static_cast<double>(x[k]) - m);
+    for (int64_t k = 0; k < K; ++k)
+      p[k] = static_cast<T>(std::exp(static_cast<double>(x[k]) - m) / s);
+  }
+  log_s = std::log(s);
+}
+
+}  // namespace
+
+// ---- mse ---------------------------------------------------------------------------------------
+
+template <class T>
+double mse_forward(const T* pred, const T* target, int64_t n) {
+  const double s = elementwise_sum(n, [&](int64_t i) {
+    const double d = static_cast<double>(pred[i]) - static_cast<double>(target[i]);
+    return d * d;
+  });
+  return s / static_cast<double>(n);
+}
+
+template <class T>
+void mse_backward(T* dpred, const T* pred, const T* target, int64_t n) {
+  const double scale = 2.0 / static_cast<double>(n);
+  GS_PARALLEL_FOR(n)
+  for (int64_t i = 0; i < n; ++i)
+    dpred[i] =
+        static_cast<T>(scale * (static_cast<double>(pred[i]) - static_cast<double>(target[i])));
+}
+
+// ---- bce on probabilities ----------------------------------------------------------------------
+
+template <class T>
+double bce_forward(const T* prob, const T* target, int64_t n) {
+  // Clamp each log before multiplying by its weight, as torch does: 0·(-inf) would be NaN. The log
+  // goes first in std::max so that a NaN probability stays NaN.
+  const double s = elementwise_sum(n, [&](int64_t i) {
+    const double p = prob[i], t = target[i];
+    return (t - 1.0) * std::max(std::log1p(-p), kLogClamp) - t * std::max(std::log(p), kLogClamp);
+  });
+  return s / static_cast<double>(n);
+}
+
+template <class T>
+void bce_backward(T* dprob, const T* prob, const T* target, int64_t n) {
+  // torch's epsilon is a scalar_t, so float32 clamps at float(1e-12).
+  const double eps = static_cast<double>(static_cast<T>(1e-12));
+  const double nd = static_cast<double>(n);
+  GS_PARALLEL_FOR(n)
+  for (int64_t i = 0; i < n; ++i) {
+    const double p = prob[i], t = target[i];
+    dprob[i] = static_cast<T>((p - t) / std::max((1.0 - p) * p, eps) / nd);
+  }
+}
+
+// ---- bce on logits -----------------------------------------------------------------------------
+
+template <class T>
+double bce_logits_forward(const T* logits, const T* target, int64_t n) {
+  // torch's form (1-t)·x - logsigmoid(x) with logsigmoid(x) = min(x,0) - log1p(e^-|x|): the exp
+  // never overflows, and for |x| = 1000 the log1p term is exactly 0.
+  const double s = elementwise_sum(n, [&](int64_t i) {
+    const double x = logits[i], t = target[i];
+    return (1.0 - t) * x - std::min(x, 0.0) + std::log1p(std::exp(-std::fabs(x)));
+  });
+  return s / static_cast<double>(n);
+}
+
+template <class T>
+void bce_logits_backward(T* dlogits, const T* logits, const T* target, int64_t n) {
+  const double nd = static_cast<double>(n);
+  GS_PARALLEL_FOR(n)
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = logits[i];
+    const double e = std::exp(-std::fabs(x));  // in (0, 1]: both branches are stable
+    const double sig = x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    dlogits[i] = static_cast<T>((sig - static_cast<double>(target[i])) / nd);
+  }
+}
+
+// ---- softmax cross-entropy, integer labels ---------------------------------------------------
+
+template <class T>
+double softmax_xent_forward(T* probs, const T* logits, const int64_t* labels, int64_t N,
+                            int64_t K) {
+  const double s = row_sum(N, K, [&](int64_t r) {
+    const T* x = logits + r * K;
+    double m, log_s;
+    softmax_row(probs + r * K, x, K, m, log_s);
+    // lse - x_y = log_s - (x_y - m): no term can overflow, whatever the logits' size.
+    return log_s - (static_cast<double>(x[labels[r]]) - m);
+  });
+  return s / static_cast<double>(N);
+}
+
+template <class T>
+void softmax_xent_backward(T* dlogits, const T* probs, const int64_t* labels, int64_t N,
+                           int64_t K) {
+  const double nd = static_cast<double>(N);
+  GS_PARALLEL_FOR(N * K)
+  for (int64_t r = 0; r < N; ++r) {
+    const T* p = probs + r * K;
+    T* d = dlogits + r * K;
+    const int64_t y = labels[r];
+    const double py = p[y];  // read before the row is overwritten (dlogits may alias probs)
+    for (int64_t k = 0; k < K; ++k) d[k] = static_cast<T>(static_cast<double>(p[k]) / nd);
+    d[y] = static_cast<T>((py - 1.0) / nd);
+  }
+}
+
+// ---- softmax cross-entropy, class probabilities ------------------------------------------------
+
+template <class T>
+double softmax_xent_soft_forward(T* probs, const T* logits, const T* target, int64_t N, int64_t K) {
+  const double s = row_sum(N, K, [&](int64_t r) {
+    const T* x = logits + r * K;
+    const T* t = target + r * K;
+    double m, log_s;
+    softmax_row(probs + r * K, x, K, m, log_s);
+    double acc = 0.0;
+    for (int64_t k = 0; k < K; ++k)
+      acc += static_cast<double>(t[k]) * ((static_cast<double>(x[k]) - m) - log_s);
+    return -acc;
+  });
+  return s / static_cast<double>(N);
+}
+
+template <class T>
+void softmax_xent_soft_backward(T* dlogits, const T* probs, const T* target, int64_t N, int64_t K) {
+  const double nd = static_cast<double>(N);
+  GS_PARALLEL_FOR(N * K)
+  for (int64_t r = 0; r < N; ++r) {
+    const T* p = probs + r * K;
+    const T* t = target + r * K;
+    T* d = dlogits + r * K;
+    double tsum = 0.0;
+    for (int64_t k = 0; k < K; ++k) tsum += static_cast<double>(t[k]);
+    // Elementwise in k, so writing d over p (in place) is safe.
+    for (int64_t k = 0; k < K; ++k)
+      d[k] = static_cast<T>((static_cast<double>(p[k]) * tsum - static_cast<double>(t[k])) / nd);
+  }
+}
+
+// ---- nll on probabilities ----------------------------------------------------------------------
+
+template <class T>
+double nll_forward(const T* prob, const int64_t* labels, int64_t N, int64_t K) {
+  const double s = row_sum(N, 1, [&](int64_t r) {
+    return std::max(std::log(static_cast<double>(prob[r * K + labels[r]])), kLogClamp);
+  });
+  return -s / static_cast<double>(N);
+}
+
+template <class T>
+void nll_backward(T* dprob, const T* prob, const int64_t* labels, int64_t N, int64_t K) {
+  const double nd = static_cast<double>(N);
+  GS_PARALLEL_FOR(N * K)
+  for (int64_t r = 0; r < N; ++r) {
+    T* d = dprob + r * K;
+    std::fill(d, d + K, T(0));
+    const double p = prob[r * K + labels[r]];
+    // Where the forward's clamp is active the loss is flat: gradient 0 (also at p = 0, where
+    // -1/p would be -inf). `!(<)` lets a NaN probability through, so NaN propagates.
+    d[labels[r]] = !(std::log(p) < kLogClamp) ? static_cast<T>(-1.0 / (nd * p)) : T(0);
+  }
+}
+
+#define GS_INSTANTIATE(T)                                                                        \
+  template double mse_forward<T>(const T*, const T*, int64_t);                                   \
+  template void mse_backward<T>(T*, const T*, const T*, int64_t);                                \
+  template double bce_forward<T>(const T*, const T*, int64_t);                                   \
+  template void bce_backward<T>(T*, const T*, const T*, int64_t);                                \
+  template double bce_logits_forward<T>(const T*, const T*, int64_t);                            \
+  template void bce_logits_backward<T>(T*, const T*, const T*, int64_t);                         \
+  template double softmax_xent_forward<T>(T*, const T*, const int64_t*, int64_t, int64_t);       \
+  template void softmax_xent_backward<T>(T*, const T*, const int64_t*, int64_t, int64_t);        \
+  template double softmax_xent_soft_forward<T>(T*, const T*, const T*, int64_t, int64_t);        \
+  template void softmax_xent_soft_backward<T>(T*, const T*, const T*, int64_t, int64_t);         \
+  template double nll_forward<T>(const T*, const int64_t*, int64_t, int64_t);                    \
+  template void nll_backward<T>(T*, const T*, const int64_t*, int64_t, int64_t);
+GS_INSTANTIATE(float)
+GS_INSTANTIATE(double)
+#undef GS_INSTANTIATE
+
+}  // namespace gradstep::cpu

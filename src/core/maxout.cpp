@@ -1,0 +1,87 @@
+#include "core/maxout.hpp"
+
+#include <algorithm>
+
+#include "core/common.hpp"
+#include "core/dense.hpp"
+#include "core/gemm.hpp"
+
+namespace gradstep::cpu {
+
+template <class T>
+void maxout_forward(T* y, int32_t* argmax, T* z, const T* x, const T* W, const T* b, int64_t N,
+                    int64_t I, int64_t O, int64_t P) {
+  const int64_t NO = N * O;
+  // Each piece as dense_forward computes it: bias rows first, then gemm accumulates onto them
+  // (beta = 1), the association PyTorch's addmm uses.
+  for (int64_t k = 0; k < P; ++k) {
+    T* zk = z + k * NO;
+    if (b) {
+      const T* bk = b + k * O;
+      GS_PARALLEL_FOR(NO)
+      for (int64_t n = 0; n < N; ++n) std::copy(bk, bk + O, zk + n * O);
+    }
+    gemm<T>(false, false, N, O, I, T(1), x, I, W + k * I * O, O, b ? T(1) : T(0), zk, O);
+  }
+  // Pieces in the inner position would stride by N·O; looping k outside the columns keeps every
+  // access contiguous and the comparisons vectorize as blends.
+  GS_PARALLEL_FOR(NO * P)
+  for (int64_t n = 0; n < N; ++n) {
+    T* yr = y + n * O;
+    int32_t* ar = argmax + n * O;
+    const T* z0 = z + n * O;
+    for (int64_t o = 0; o < O; ++o) {
+      yr[o] = z0[o];
+      ar[o] = 0;
+    }
+    for (int64_t k = 1; k < P; ++k) {
+      const T* zr = z + k * NO + n * O;
+      const int32_t kk = static_cast<int32_t>(k);
+      for (int64_t o = 0; o < O; ++o) {
+        const T v = zr[o], best = yr[o];
+        // Strict >: ties keep the lowest k. The NaN term lets a NaN win once and then keep it.
+        const bool win = (v > best) | ((v != v) & (best == best));  // no branches: vectorizes
+        yr[o] = win ? v : best;
+        ar[o] = win ? kk : ar[o];
+      }
+    }
+  }
+}
+
+template <class T>
+void maxout_backward(T* dx, T* dW, T* db, T* dz, const T* dy, const int32_t* argmax, const T* x,
+                     const T* W, int64_t N, int64_t I, int64_t O, int64_t P) {
+  const int64_t NO = N * O;
+  GS_PARALLEL_FOR(NO * P)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* dyr = dy + n * O;
+    const int32_t* ar = argmax + n * O;
+    for (int64_t k = 0; k < P; ++k) {
+      T* dzr = dz + k * NO + n * O;
+      const int32_t kk = static_cast<int32_t>(k);
+      // dy is loaded unconditionally so the select needs no branch and the loop vectorizes.
+      for (int64_t o = 0; o < O; ++o) {
+        const T d = dyr[o];
+        dzr[o] = ar[o] == kk ? d : T(0);
+      }
+    }
+  }
+  for (int64_t k = 0; k < P; ++k) {
+    const T* dzk = dz + k * NO;
+    // dx sums the pieces' contributions in k order: the first gemm overwrites, the rest add.
+    if (dx) gemm<T>(false, true, N, I, O, T(1), dzk, O, W + k * I * O, O, k ? T(1) : T(0), dx, I);
+    gemm<T>(true, false, I, O, N, T(1), x, I, dzk, O, T(0), dW + k * I * O, O);  // (I,N)·(N,O)
+    if (db) column_sum<T>(db + k * O, dzk, N, O);
+  }
+}
+
+#define GS_INSTANTIATE(T)                                                                     \
+  template void maxout_forward<T>(T*, int32_t*, T*, const T*, const T*, const T*, int64_t,     \
+                                  int64_t, int64_t, int64_t);                                  \
+  template void maxout_backward<T>(T*, T*, T*, T*, const T*, const int32_t*, const T*, const T*, \
+                                   int64_t, int64_t, int64_t, int64_t);
+GS_INSTANTIATE(float)
+GS_INSTANTIATE(double)
+#undef GS_INSTANTIATE
+
+}  // namespace gradstep::cpu

@@ -1,0 +1,399 @@
+#include "core/optim.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+#include "core/common.hpp"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define GS_OPTIM_X86 1
+#include <immintrin.h>
+#endif
+
+// Every product below must be rounded on its own, as torch's separate ops round it: no contraction
+// of a*b + c into an FMA except where std::fma / _mm256_fmadd say so. Clang honours this pragma;
+// GCC contracts by default in C++ (-ffp-contract=fast, even across statements, wherever the target
+// has FMA), so each product that feeds an addition also goes through rounded() below.
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
+
+namespace gradstep::cpu {
+namespace {
+
+// Elements per parallel work item: a multiple of every SIMD width, large enough that the per-block
+// call costs nothing, small enough that two threads share a 32k-element buffer.
+constexpr int64_t kBlock = 4096;
+
+// Runs f(i0, i1) over [0, P) in blocks; each element's result depends only on its own inputs, so
+// the split (and the thread count) never changes a bit.
+template <class F>
+void run_blocks(int64_t P, const F& f) {
+  const int64_t blocks = (P + kBlock - 1) / kBlock;
+  GS_PARALLEL_FOR(P)
+  for (int64_t b = 0; b < blocks; ++b) f(b * kBlock, std::min(P, (b + 1) * kBlock));
+}
+
+// Calls f(std::integral_constant<bool, b>), turning a run-time flag into a template argument so the
+// inner loops carry no branches.
+template <class F>
+void with_flag(bool b, const F& f) {
+  if (b) f(std::true_type{});
+  else f(std::false_type{});
+}
+
+// x as a value already rounded to its type: the empty asm hides where it came from, so the compiler
+// cannot fuse the product that made it into the addition that uses it.
+template <class V>
+__attribute__((always_inline)) inline V rounded(V x) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__("" : "+x"(x));
+#elif defined(__aarch64__)
+  __asm__("" : "+w"(x));
+#else
+  __asm__("" : "+m"(x));
+#endif
+  return x;
+}
+
+// ---- hyperparameters rounded to T once, as torch casts each Python scalar for its op ----------
+
+template <class T>
+struct SgdK {
+  T wd, mom, damp1, neg_lr;  // weight_decay, momentum, 1 - dampening, -lr
+  bool has_wd, has_mom, first, nesterov;
+};
+
+template <class T>
+SgdK<T> sgd_consts(const SGDHyper& h, int64_t step) {
+  return {T(h.weight_decay), T(h.momentum), T(1.0 - h.dampening), T(-h.lr),
+          h.weight_decay != 0, h.momentum != 0, step <= 1, h.nesterov};
+}
+
+template <class T>
+struct RmsK {
+  T wd, alpha, c1, eps, mom, neg_lr;  // c1 = 1 - alpha
+  bool has_wd, has_mom;
+};
+
+template <class T>
+RmsK<T> rmsprop_consts(const RMSpropHyper& h) {
+  return {T(h.weight_decay), T(h.alpha), T(1.0 - h.alpha), T(h.eps), T(h.momentum), T(-h.lr),
+          h.weight_decay != 0, h.momentum > 0};
+}
+
+template <class T>
+struct AdamK {
+  T wd, decay, wt, wt_m1, beta2, c2, bc2s, eps, neg_ss;
+  bool has_wd, decoupled, small;
+};
+
+template <class T>
+AdamK<T> adam_consts(const AdamHyper& h, int64_t step) {
+  // Host arithmetic in double, in torch's order: bias_correction1 = 1 - beta1**step,
+  // step_size = lr / bias_correction1, bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+  // (Python's float ** is C pow, so pow(., 0.5) rather than sqrt).
+  const double t = static_cast<double>(step);
+  const double step_size = h.lr / (1.0 - std::pow(h.beta1, t));
+  const double bc2_sqrt = std::pow(1.0 - std::pow(h.beta2, t), 0.5);
+  AdamK<T> k;
+  k.wd = T(h.weight_decay);
+  k.decay = T(1.0 - h.lr * h.weight_decay);
+  k.wt = T(1.0 - h.beta1);  // lerp weight
+  // torch's lerp: w < 0.5 ? m + w(g - m) : g - (g - m)(1 - w), each one fused multiply-add.
+  k.small = std::abs(k.wt) < T(0.5);
+  k.wt_m1 = k.wt - T(1);
+  k.beta2 = T(h.beta2);
+  k.c2 = T(1.0 - h.beta2);
+  k.bc2s = T(bc2_sqrt);
+  k.eps = T(h.eps);
+  k.neg_ss = T(-step_size);
+  k.has_wd = h.weight_decay != 0;
+  k.decoupled = h.decoupled;
+  return k;
+}
+
+// ---- the reference arithmetic, element by element (also the SIMD loops' tails) ---------------
+// Each line is one torch op of the single-tensor path; the comment names it.
+
+template <class T>
+void sgd_range(T* w, T* buf, const T* g, int64_t i0, int64_t i1, const SgdK<T>& k) {
+  for (int64_t i = i0; i < i1; ++i) {
+    T gi = g[i];
+    if (k.has_wd) gi = std::fma(w[i], k.wd, gi);  // grad.add(param, alpha=wd)
+    if (k.has_mom) {
+      // first step: buf = grad.clone(); then buf.mul_(momentum).add_(grad, alpha=1-dampening)
+      const T b = k.first ? gi : std::fma(gi, k.damp1, buf[i] * k.mom);
+      buf[i] = b;
+      gi = k.nesterov ? std::fma(b, k.mom, gi) : b;  // grad.add(buf, alpha=momentum)
+    }
+    w[i] = std::fma(gi, k.neg_lr, w[i]);  // param.add_(grad, alpha=-lr)
+  }
+}
+
+template <class T>
+void rmsprop_range(T* w, T* sq, T* buf, const T* g, int64_t i0, int64_t i1, const RmsK<T>& k) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const T wi = w[i];
+    T gi = g[i];
+    if (k.has_wd) gi = std::fma(wi, k.wd, gi);         // grad.add(param, alpha=wd)
+    // square_avg.mul_(alpha).addcmul_(grad, grad, value=1-alpha)
+    const T si = std::fma(k.c1 * gi, gi, sq[i] * k.alpha);
+    sq[i] = si;
+    const T avg = std::sqrt(si) + k.eps;               // sq.sqrt().add_(eps)
+    if (k.has_mom) {
+      const T b = rounded(buf[i] * k.mom) + gi / avg;    // buf.mul_(momentum).addcdiv_(g, avg)
+      buf[i] = b;
+      w[i] = std::fma(b, k.neg_lr, wi);                // param.add_(buf, alpha=-lr)
+    } else {
+      w[i] = wi + (k.neg_lr * gi) / avg;               // param.addcdiv_(g, avg, value=-lr)
+    }
+  }
+}
+
+template <class T>
+void adam_range(T* w, T* m, T* v, const T* g, int64_t i0, int64_t i1, const AdamK<T>& k) {
+  for (int64_t i = i0; i < i1; ++i) {
+    T wi = w[i], gi = g[i];
+    if (k.has_wd) {
+      if (k.decoupled) wi = rounded(wi * k.decay);      // param.mul_(1 - lr*wd)
+      else gi = std::fma(wi, k.wd, gi);                 // grad.add(param, alpha=wd)
+    }
+    const T mi0 = m[i];
+    const T diff = gi - mi0;                            // exp_avg.lerp_(grad, 1-beta1)
+    const T mi = k.small ? std::fma(k.wt, diff, mi0) : std::fma(k.wt_m1, diff, gi);
+    const T vi = std::fma(k.c2 * gi, gi, v[i] * k.beta2);  // v.mul_(beta2).addcmul_(g, g, 1-beta2)
+    const T denom = std::sqrt(vi) / k.bc2s + k.eps;     // (v.sqrt() / bc2_sqrt).add_(eps)
+    w[i] = wi + (k.neg_ss * mi) / denom;                // param.addcdiv_(m, denom, -step_size)
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+// ---- AVX + FMA versions: the same operations on 8 floats / 4 doubles at a time ----------------
+#ifdef GS_OPTIM_X86
+#define GS_SIMD __attribute__((target("avx,fma")))
+#define GS_SIMD_INLINE __attribute__((target("avx,fma"), always_inline)) inline
+
+template <class T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+  using V = __m256;
+  static constexpr int64_t W = 8;
+  static GS_SIMD_INLINE V load(const float* p) { return _mm256_loadu_ps(p); }
+  static GS_SIMD_INLINE void store(float* p, V a) { _mm256_storeu_ps(p, a); }
+  static GS_SIMD_INLINE V set1(float x) { return _mm256_set1_ps(x); }
+  static GS_SIMD_INLINE V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static GS_SIMD_INLINE V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static GS_SIMD_INLINE V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static GS_SIMD_INLINE V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static GS_SIMD_INLINE V sqrt(V a) { return _mm256_sqrt_ps(a); }
+  static GS_SIMD_INLINE V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }  // a*b + c
+  static GS_SIMD_INLINE V rounded(V a) { __asm__("" : "+x"(a)); return a; }  // see rounded()
+};
+
+template <>
+struct Simd<double> {
+  using V = __m256d;
+  static constexpr int64_t W = 4;
+  static GS_SIMD_INLINE V load(const double* p) { return _mm256_loadu_pd(p); }
+  static GS_SIMD_INLINE void store(double* p, V a) { _mm256_storeu_pd(p, a); }
+  static GS_SIMD_INLINE V set1(double x) { return _mm256_set1_pd(x); }
+  static GS_SIMD_INLINE V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static GS_SIMD_INLINE V sub(V a, V b) { return _mm256_sub_pd(a, b); }
+  static GS_SIMD_INLINE V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static GS_SIMD_INLINE V div(V a, V b) { return _mm256_div_pd(a, b); }
+  static GS_SIMD_INLINE V sqrt(V a) { return _mm256_sqrt_pd(a); }
+  static GS_SIMD_INLINE V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static GS_SIMD_INLINE V rounded(V a) { __asm__("" : "+x"(a)); return a; }
+};
+
+template <class T, bool WD, bool MOM, bool FIRST, bool NEST>
+GS_SIMD void sgd_simd(T* w, T* buf, const T* g, int64_t i0, int64_t i1, const SgdK<T>& k) {
+  using S = Simd<T>;
+  const auto wd = S::set1(k.wd), mom = S::set1(k.mom), damp1 = S::set1(k.damp1),
+             neg_lr = S::set1(k.neg_lr);
+  int64_t i = i0;
+  for (; i + S::W <= i1; i += S::W) {
+    const auto wi = S::load(w + i);
+    auto gi = S::load(g + i);
+    if (WD) gi = S::fma(wi, wd, gi);
+    if (MOM) {
+      const auto b = FIRST ? gi : S::fma(gi, damp1, S::mul(S::load(buf + i), mom));
+      S::store(buf + i, b);
+      gi = NEST ? S::fma(b, mom, gi) : b;
+    }
+    S::store(w + i, S::fma(gi, neg_lr, wi));
+  }
+  sgd_range(w, buf, g, i, i1, k);
+}
+
+template <class T, bool WD, bool MOM>
+GS_SIMD void rmsprop_simd(T* w, T* sq, T* buf, const T* g, int64_t i0, int64_t i1,
+                          const RmsK<T>& k) {
+  using S = Simd<T>;
+  const auto wd = S::set1(k.wd), alpha = S::set1(k.alpha), c1 = S::set1(k.c1),
+             eps = S::set1(k.eps), mom = S::set1(k.mom), neg_lr = S::set1(k.neg_lr);
+  int64_t i = i0;
+  for (; i + S::W <= i1; i += S::W) {
+    const auto wi = S::load(w + i);
+    auto gi = S::load(g + i);
+    if (WD) gi = S::fma(wi, wd, gi);
+    const auto si = S::fma(S::mul(c1, gi), gi, S::mul(S::load(sq + i), alpha));
+    S::store(sq + i, si);
+    const auto avg = S::add(S::sqrt(si), eps);
+    if (MOM) {
+      const auto b = S::add(S::rounded(S::mul(S::load(buf + i), mom)), S::div(gi, avg));
+      S::store(buf + i, b);
+      S::store(w + i, S::fma(b, neg_lr, wi));
+    } else {
+      S::store(w + i, S::add(wi, S::div(S::mul(neg_lr, gi), avg)));
+    }
+  }
+  rmsprop_range(w, sq, buf, g, i, i1, k);
+}
+
+template <class T, bool WD, bool DECOUPLED, bool SMALL>
+GS_SIMD void adam_simd(T* w, T* m, T* v, const T* g, int64_t i0, int64_t i1, const AdamK<T>& k) {
+  using S = Simd<T>;
+  const auto wd = S::set1(k.wd), decay = S::set1(k.decay), wt = S::set1(k.wt),
+             wt_m1 = S::set1(k.wt_m1), beta2 = S::set1(k.beta2), c2 = S::set1(k.c2),
+             bc2s = S::set1(k.bc2s), eps = S::set1(k.eps), neg_ss = S::set1(k.neg_ss);
+  int64_t i = i0;
+  for (; i + S::W <= i1; i += S::W) {
+    auto wi = S::load(w + i), gi = S::load(g + i);
+    if (WD) {
+      if (DECOUPLED) wi = S::rounded(S::mul(wi, decay));
+      else gi = S::fma(wi, wd, gi);
+    }
+    const auto mi0 = S::load(m + i);
+    const auto diff = S::sub(gi, mi0);
+    const auto mi = SMALL ? S::fma(wt, diff, mi0) : S::fma(wt_m1, diff, gi);
+    const auto vi = S::fma(S::mul(c2, gi), gi, S::mul(S::load(v + i), beta2));
+    const auto denom = S::add(S::div(S::sqrt(vi), bc2s), eps);
+    S::store(w + i, S::add(wi, S::div(S::mul(neg_ss, mi), denom)));
+    S::store(m + i, mi);
+    S::store(v + i, vi);
+  }
+  adam_range(w, m, v, g, i, i1, k);
+}
+#endif  // GS_OPTIM_X86
+
+}  // namespace
+
+bool optim_has_simd() {
+#ifdef GS_OPTIM_X86
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("fma");
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+template <class T>
+void sgd_step(T* w, T* momentum_buf, const T* g, int64_t P, const SGDHyper& h, int64_t step) {
+  if (h.momentum != 0 && !momentum_buf) return;
+  const SgdK<T> k = sgd_consts<T>(h, step);
+#ifdef GS_OPTIM_X86
+  if (optim_has_simd()) {
+    with_flag(k.has_wd, [&](auto wd) {
+      with_flag(k.has_mom, [&](auto mom) {
+        with_flag(k.first, [&](auto first) {
+          with_flag(k.nesterov, [&](auto nest) {
+            run_blocks(P, [&](int64_t i0, int64_t i1) {
+              sgd_simd<T, decltype(wd)::value, decltype(mom)::value, decltype(first)::value,
+                       decltype(nest)::value>(w, momentum_buf, g, i0, i1, k);
+            });
+          });
+        });
+      });
+    });
+    return;
+  }
+#endif
+  run_blocks(P, [&](int64_t i0, int64_t i1) { sgd_range(w, momentum_buf, g, i0, i1, k); });
+}
+
+template <class T>
+void rmsprop_step(T* w, T* square_avg, T* momentum_buf, const T* g, int64_t P,
+                  const RMSpropHyper& h, int64_t /*step*/) {
+  if (h.momentum > 0 && !momentum_buf) return;
+  const RmsK<T> k = rmsprop_consts<T>(h);
+#ifdef GS_OPTIM_X86
+  if (optim_has_simd()) {
+    with_flag(k.has_wd, [&](auto wd) {
+      with_flag(k.has_mom, [&](auto mom) {
+        run_blocks(P, [&](int64_t i0, int64_t i1) {
+          rmsprop_simd<T, decltype(wd)::value, decltype(mom)::value>(w, square_avg, momentum_buf,
+                                                                     g, i0, i1, k);
+        });
+      });
+    });
+    return;
+  }
+#endif
+  run_blocks(P, [&](int64_t i0, int64_t i1) {
+    rmsprop_range(w, square_avg, momentum_buf, g, i0, i1, k);
+  });
+}
+
+template <class T>
+void adam_step(T* w, T* m, T* v, const T* g, int64_t P, const AdamHyper& h, int64_t step) {
+  if (step < 1) return;
+  const AdamK<T> k = adam_consts<T>(h, step);
+#ifdef GS_OPTIM_X86
+  if (optim_has_simd()) {
+    with_flag(k.has_wd, [&](auto wd) {
+      with_flag(k.decoupled, [&](auto dec) {
+        with_flag(k.small, [&](auto small) {
+          run_blocks(P, [&](int64_t i0, int64_t i1) {
+            adam_simd<T, decltype(wd)::value, decltype(dec)::value, decltype(small)::value>(
+                w, m, v, g, i0, i1, k);
+          });
+        });
+      });
+    });
+    return;
+  }
+#endif
+  run_blocks(P, [&](int64_t i0, int64_t i1) { adam_range(w, m, v, g, i0, i1, k); });
+}
+
+template <class T>
+void sgd_step_ref(T* w, T* momentum_buf, const T* g, int64_t P, const SGDHyper& h, int64_t step) {
+  if (h.momentum != 0 && !momentum_buf) return;
+  sgd_range(w, momentum_buf, g, 0, P, sgd_consts<T>(h, step));
+}
+
+template <class T>
+void rmsprop_step_ref(T* w, T* square_avg, T* momentum_buf, const T* g, int64_t P,
+                      const RMSpropHyper& h, int64_t /*step*/) {
+  if (h.momentum > 0 && !momentum_buf) return;
+  rmsprop_range(w, square_avg, momentum_buf, g, 0, P, rmsprop_consts<T>(h));
+}
+
+template <class T>
+void adam_step_ref(T* w, T* m, T* v, const T* g, int64_t P, const AdamHyper& h, int64_t step) {
+  if (step < 1) return;
+  adam_range(w, m, v, g, 0, P, adam_consts<T>(h, step));
+}
+
+#define GS_INSTANTIATE(T)                                                                      \
+  template void sgd_step<T>(T*, T*, const T*, int64_t, const SGDHyper&, int64_t);            \
+  template void rmsprop_step<T>(T*, T*, T*, const T*, int64_t, const RMSpropHyper&, int64_t); \
+  template void adam_step<T>(T*, T*, T*, const T*, int64_t, const AdamHyper&, int64_t);       \
+  template void sgd_step_ref<T>(T*, T*, const T*, int64_t, const SGDHyper&, int64_t);        \
+  template void rmsprop_step_ref<T>(T*, T*, T*, const T*, int64_t, const RMSpropHyper&,       \
+                                    int64_t);                                                 \
+  template void adam_step_ref<T>(T*, T*, T*, const T*, int64_t, const AdamHyper&, int64_t);
+GS_INSTANTIATE(float)
+GS_INSTANTIATE(double)
+#undef GS_INSTANTIATE
+
+}  // namespace gradstep::cpu

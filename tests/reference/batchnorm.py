@@ -1,0 +1,44 @@
+"""float64 numpy reference for the batchnorm family (PyTorch BatchNorm1d semantics)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _f64(*arrays):
+    return tuple(np.asarray(a, dtype=np.float64) for a in arrays)
+
+
+def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum=0.1, eps=1e-5):
+    """(y, xhat, mean, invstd, new_running_mean, new_running_var)."""
+    x, gamma, beta, rm, rv = _f64(x, gamma, beta, running_mean, running_var)
+    N = x.shape[0]
+    mean = x.mean(axis=0)
+    var = ((x - mean) ** 2).mean(axis=0)           # biased: used to normalize
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean) * invstd
+    new_rm = (1 - momentum) * rm + momentum * mean
+    new_rv = (1 - momentum) * rv + momentum * var * N / (N - 1)  # unbiased: running estimate
+    return gamma * xhat + beta, xhat, mean, invstd, new_rm, new_rv
+
+
+def batchnorm_backward(dy, xhat, invstd, gamma):
+    """(dx, dgamma, dbeta) through the batch statistics."""
+    dy, xhat, invstd, gamma = _f64(dy, xhat, invstd, gamma)
+    N = dy.shape[0]
+    dbeta = dy.sum(axis=0)
+    dgamma = (dy * xhat).sum(axis=0)
+    dx = gamma * invstd / N * (N * dy - dbeta - xhat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps=1e-5):
+    x, gamma, beta, rm, rv = _f64(x, gamma, beta, running_mean, running_var)
+    return gamma * (x - rm) / np.sqrt(rv + eps) + beta
+
+
+def batchnorm_backward_eval(dy, x, gamma, running_mean, running_var, eps=1e-5):
+    """(dx, dgamma, dbeta) with the running statistics held constant."""
+    dy, x, gamma, rm, rv = _f64(dy, x, gamma, running_mean, running_var)
+    invstd = 1.0 / np.sqrt(rv + eps)
+    xhat = (x - rm) * invstd
+    return dy * gamma * invstd, (dy * xhat).sum(axis=0), dy.sum(axis=0)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gradstep as gs
+
+
+def run(*args, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "gradstep", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_train_defaults_write_model_and_plot(tmp_path):
+    r = run("train", "--epochs", "3", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "test accuracy" in r.stdout
+    acc = float(r.stdout.split("test accuracy: ")[1].split()[0])
+    assert acc > 0.85
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "curves.png").is_file()
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    model = gs.load(tmp_path / "model.safetensors")
+    assert model.preprocessing is not None and model.in_features == 64
+
+
+def test_train_on_csv_and_npz_then_predict(tmp_path, rng):
+    X = rng.standard_normal((200, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    header = "a,b,c,d,e,label"
+    np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",", header=header, comments="")
+    r = run("train", "--data", "d.csv", "--target", "label", "--epochs", "5", "--layers", "16",
+            "--quiet", "--plot", "", "--out", "m.safetensors", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run("train", "--data", "d.npz", "--epochs", "5", "--layers", "16", "--quiet", "--plot", "",
+            "--out", "m.safetensors", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run("predict", "--model", "m.safetensors", "--data", "d.npz", "--out", "p.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pred = np.loadtxt(tmp_path / "p.csv", dtype=int)
+    assert pred.shape == (200,) and np.mean(pred == y) > 0.8
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--data", "missing.npz"], "no such file"),
+    (["train", "--lr", "-1"], "--lr"),
+    (["train", "--layers", "12,abc"], "--layers"),
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--activation", "swish"], "--activation"),
+    (["train", "--data", "notes.txt"], "--data"),
+    (["predict", "--model", "missing.safetensors", "--data", "x.npz"], "--model"),
+    (["fly"], "invalid choice"),
+])
+def test_user_mistakes_print_one_line_and_exit_2(tmp_path, args, words):
+    (tmp_path / "notes.txt").write_text("hello")
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_tampered_model_file_is_a_user_error(tmp_path):
+    (tmp_path / "m.safetensors").write_bytes(b"garbage" * 20)
+    np.savez(tmp_path / "x.npz", X=np.zeros((2, 64)))
+    r = run("predict", "--model", "m.safetensors", "--data", "x.npz", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_csv_is_a_user_error(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b,label\n1,x,0\n2,3,1\n")
+    r = run("train", "--data", "d.csv", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_console_script_entry_point():
+    from importlib.metadata import entry_points
+    eps = [e for e in entry_points(group="console_scripts") if e.name == "gradstep"]
+    assert eps and eps[0].value == "gradstep.cli:main"
