@@ -177,7 +177,7 @@ def test_csv_logger_rows_flushed_each_epoch(tmp_path):
     logger.set_model(Holder())
     logger.on_train_begin({})
     epochs = [{"loss": 1.5, "accuracy": 0.25, "val_loss": 1.75, "lr": 0.1},
-              {"loss": 0.1 + 0.2, "accuracy": np.float32(0.5), "val_loss": np.float64(1.25),
+              {"loss": 0.1 + 0.2, "accuracy": np.float32(0.1), "val_loss": np.float64(1.25),
                "lr": 0.05}]
     logger.on_epoch_end(0, epochs[0])
     rows = read_csv(path)  # readable before training ends
@@ -186,8 +186,9 @@ def test_csv_logger_rows_flushed_each_epoch(tmp_path):
     logger.on_epoch_end(1, dict(reversed(list(epochs[1].items()))))
     logger.on_train_end({})
     rows = read_csv(path)
-    assert rows[2] == ["1", repr(0.1 + 0.2), "0.5", "1.25", "0.05"]
+    assert rows[2] == ["1", repr(0.1 + 0.2), repr(float(np.float32(0.1))), "1.25", "0.05"]
     assert float(rows[2][1]) == 0.1 + 0.2  # full precision
+    assert float(rows[2][2]) == np.float32(0.1)  # a float32 value is written exactly
     # a new fit without append starts the file again
     logger.on_train_begin({})
     logger.on_epoch_end(0, epochs[0])
