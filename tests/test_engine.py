@@ -154,3 +154,30 @@ def test_engine_bit_identical_for_1_and_2_threads(rng):
     assert states[0][0] == states[1][0]
     for k in states[0][1]:
         np.testing.assert_array_equal(states[0][1][k], states[1][1][k])
+
+
+def test_activation_stats_match_numpy(rng):
+    y = rng.standard_normal((50, 7))
+    y[:, 2] = -np.abs(y[:, 2])  # a dead unit
+    s = gs._core.activation_stats(y)
+    assert s["mean"] == pytest.approx(y.mean(), rel=1e-12)
+    assert s["std"] == pytest.approx(y.std(), rel=1e-9)
+    assert (s["min"], s["max"]) == (y.min(), y.max())
+    assert s["dead_units"] == pytest.approx(np.mean(np.all(y <= 0, axis=0)))
+    assert s["zero"] == pytest.approx(np.mean(y <= 0))
+    assert s["saturated_tanh"] == pytest.approx(np.mean(np.abs(y) > 0.99))
+    assert s["saturated_sigmoid"] == pytest.approx(np.mean((y < 0.01) | (y > 0.99)))
+
+
+def test_engine_layer_stats_are_those_of_the_layer_outputs(rng):
+    model = gs.Sequential([gs.Dense(12, 16), gs.ReLU(), gs.Dense(16, 3)], dtype="float64", seed=0)
+    model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(lr=0.0))
+    X = rng.standard_normal((20, 12))
+    model.train_step(X, rng.integers(0, 3, 20))
+    hidden = model.layers[1].forward(model.layers[0].forward(X))
+    got = model._engine.nets[0].layer_stats(1)
+    want = gs._core.activation_stats(hidden)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-12, abs=1e-15), k
+    with pytest.raises(IndexError):
+        model._engine.nets[0].layer_stats(3)

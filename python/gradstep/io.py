@@ -41,13 +41,14 @@ def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[
     return walk(state, ""), arrays
 
 
-def _join_optimizer_state(meta: Any, arrays: dict[str, np.ndarray]) -> Any:
+def _join_optimizer_state(meta: Any, arrays: dict[str, np.ndarray], used: set[str]) -> Any:
     if isinstance(meta, dict):
         if set(meta) == {"__array__"}:
+            used.add(meta["__array__"])
             return arrays[meta["__array__"]]
-        return {k: _join_optimizer_state(v, arrays) for k, v in meta.items()}
+        return {k: _join_optimizer_state(v, arrays, used) for k, v in meta.items()}
     if isinstance(meta, list):
-        return [_join_optimizer_state(v, arrays) for v in meta]
+        return [_join_optimizer_state(v, arrays, used) for v in meta]
     return meta
 
 
@@ -162,11 +163,15 @@ def load(path: Any):
     if meta.get("compile"):
         try:
             comp = meta["compile"]
-            loss = _losses.LOSSES_BY_CLASS[comp["loss"]["class"]](**comp["loss"]["config"])
+            loss_classes = {cls.__name__: cls for cls in _losses.LOSSES.values()}
+            loss = loss_classes[comp["loss"]["class"]](**comp["loss"]["config"])
             opt = _optim.OPTIMIZERS_BY_CLASS[comp["optimizer"]["class"]](**comp["optimizer"]["config"])
             model.compile(loss=loss, optimizer=opt, metrics=comp["metrics"])
             if meta.get("optimizer") is not None:
-                opt_state = _join_optimizer_state(meta["optimizer"], optim_arrays)
+                used: set[str] = set()
+                opt_state = _join_optimizer_state(meta["optimizer"], optim_arrays, used)
+                if set(optim_arrays) - used:
+                    raise ValueError(f"unreferenced optimizer tensors {sorted(set(optim_arrays) - used)}")
                 model.optimizer.load_state_dict(opt_state, model.parameters())
         except (KeyError, TypeError, ValueError) as e:
             raise _fail(path, f"has an invalid training configuration or optimizer state: {e!r}") from None

@@ -103,9 +103,36 @@ void check_buffer(const py::object& o, const char* name, int64_t P) {
   if (!a.writeable()) throw py::value_error(std::string("Network: ") + name + " must be writable");
 }
 
+py::dict stats_dict(const cpu::ActivationStats& s) {
+  py::dict d;
+  d["mean"] = s.mean;
+  d["std"] = s.std;
+  d["min"] = s.min;
+  d["max"] = s.max;
+  d["dead_units"] = s.dead_units;
+  d["zero"] = s.zero;
+  d["saturated_tanh"] = s.saturated_tanh;
+  d["saturated_sigmoid"] = s.saturated_sigmoid;
+  return d;
+}
+
 }  // namespace
 
 void bind_network(py::module_& m) {
+  // The same statistics for any 2-D array (the layer-by-layer path's activations).
+  m.def("activation_stats", [](const py::array& y) {
+    return dispatch(y, "activation_stats", "y", [&](auto tag) -> py::dict {
+      using T = decltype(tag);
+      const T* p = in<T>(y, "activation_stats", "y", {kAny, kAny});
+      const int64_t N = dim(y, 0), F = dim(y, 1);
+      cpu::ActivationStats s;
+      {
+        py::gil_scoped_release nogil;
+        s = cpu::activation_stats<T>(p, N, F);
+      }
+      return stats_dict(s);
+    });
+  }, py::arg("y"));
   py::class_<NetworkHandle>(m, "Network")
       .def(py::init([](const std::vector<LayerTuple>& specs, int loss, int opt, py::array params,
                        py::array grads, std::vector<py::array> running_mean,
@@ -207,6 +234,15 @@ void bind_network(py::module_& m) {
         std::copy(h.net32->output(), h.net32->output() + h.last_N * K, a.mutable_data());
         return a;
       })
+      // Statistics of layer i's output over the last batch (a dict), for the training monitor.
+      .def("layer_stats", [](NetworkHandle& h, int64_t i) {
+        if (h.last_N == 0) throw py::value_error("Network.layer_stats: no step has run yet");
+        if (i < 0 || i >= static_cast<int64_t>(h.layers.size()))
+          throw py::index_error("Network.layer_stats: layer index out of range");
+        cpu::ActivationStats s = h.f64 ? h.net64->layer_stats(static_cast<size_t>(i), h.last_N)
+                                       : h.net32->layer_stats(static_cast<size_t>(i), h.last_N);
+        return stats_dict(s);
+      }, py::arg("i"))
       .def_property_readonly("workspace_bytes", [](const NetworkHandle& h) {
         return h.f64 ? h.net64->workspace_bytes() : h.net32->workspace_bytes();
       });

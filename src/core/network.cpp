@@ -156,6 +156,43 @@ double Network<T>::train_step(const StepArgs<T>& a) {
   return value + penalty;
 }
 
+template <class T>
+ActivationStats activation_stats(const T* y, int64_t N, int64_t F) {
+  ActivationStats s;
+  if (N < 1 || F < 1) return s;
+  std::vector<unsigned char> alive(static_cast<size_t>(F), 0);
+  double sum = 0, sum2 = 0, lo = y[0], hi = y[0];
+  int64_t zero = 0, sat_tanh = 0, sat_sig = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const T* row = y + n * F;
+    for (int64_t f = 0; f < F; ++f) {
+      const double v = row[f];
+      sum += v;
+      sum2 += v * v;
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+      zero += v <= 0;
+      alive[static_cast<size_t>(f)] |= v > 0;
+      sat_tanh += std::abs(v) > 0.99;
+      sat_sig += v < 0.01 || v > 0.99;
+    }
+  }
+  const double count = static_cast<double>(N * F);
+  s.mean = sum / count;
+  s.std = std::sqrt(std::max(0.0, sum2 / count - s.mean * s.mean));
+  s.min = lo;
+  s.max = hi;
+  int64_t dead = 0;
+  for (unsigned char a : alive) dead += !a;
+  s.dead_units = static_cast<double>(dead) / static_cast<double>(F);
+  s.zero = static_cast<double>(zero) / count;
+  s.saturated_tanh = static_cast<double>(sat_tanh) / count;
+  s.saturated_sigmoid = static_cast<double>(sat_sig) / count;
+  return s;
+}
+
+template ActivationStats activation_stats<float>(const float*, int64_t, int64_t);
+template ActivationStats activation_stats<double>(const double*, int64_t, int64_t);
 template class Network<float>;
 template class Network<double>;
 

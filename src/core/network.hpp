@@ -49,6 +49,19 @@ struct StepArgs {
   int64_t step;  // the optimizer's step number, >= 1
 };
 
+// Statistics of one layer's output over the last batch, for the training monitor (diagnostics).
+struct ActivationStats {
+  double mean = 0, std = 0, min = 0, max = 0;
+  double dead_units = 0;      // fraction of units (columns) <= 0 for every row of the batch
+  double zero = 0;            // fraction of entries <= 0
+  double saturated_tanh = 0;  // fraction of entries with |y| > 0.99
+  double saturated_sigmoid = 0;  // fraction of entries with y < 0.01 or y > 0.99
+};
+
+// One pass over y (N,F), serial and in row order: it runs once per monitored batch, not per step.
+template <class T>
+ActivationStats activation_stats(const T* y, int64_t N, int64_t F);
+
 template <class T>
 class Network {
  public:
@@ -59,6 +72,11 @@ class Network {
   // The last step's output layer activations (N, out): logits for fused losses.
   const T* output() const { return acts_.empty() ? nullptr : acts_.back().data(); }
   int64_t out_features() const { return layers_.back().out; }
+  // Layer i's output over the last batch of `N` rows (i < number of layers).
+  ActivationStats layer_stats(size_t i, int64_t N) const {
+    return activation_stats<T>(acts_[i].data(), N, layers_[i].out);
+  }
+  size_t num_layers() const { return layers_.size(); }
   int64_t batch_capacity() const { return capacity_; }
   size_t workspace_bytes() const;
 
