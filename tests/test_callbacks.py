@@ -177,7 +177,7 @@ def test_csv_logger_rows_flushed_each_epoch(tmp_path):
     logger.set_model(Holder())
     logger.on_train_begin({})
     epochs = [{"loss": 1.5, "accuracy": 0.25, "val_loss": 1.75, "lr": 0.1},
-              {"loss": 0.1 + 0.2, "accuracy": np.float32(0.5), "val_loss": np.float64(1.25),
+              {"loss": 0.1 + 0.2, "accuracy": np.float32(0.1), "val_loss": np.float64(1.25),
                "lr": 0.05}]
     logger.on_epoch_end(0, epochs[0])
     rows = read_csv(path)  # readable before training ends
@@ -186,8 +186,9 @@ def test_csv_logger_rows_flushed_each_epoch(tmp_path):
     logger.on_epoch_end(1, dict(reversed(list(epochs[1].items()))))
     logger.on_train_end({})
     rows = read_csv(path)
-    assert rows[2] == ["1", repr(0.1 + 0.2), "0.5", "1.25", "0.05"]
+    assert rows[2] == ["1", repr(0.1 + 0.2), repr(float(np.float32(0.1))), "1.25", "0.05"]
     assert float(rows[2][1]) == 0.1 + 0.2  # full precision
+    assert float(rows[2][2]) == np.float32(0.1)  # a float32 value is written exactly
     # a new fit without append starts the file again
     logger.on_train_begin({})
     logger.on_epoch_end(0, epochs[0])
@@ -248,3 +249,212 @@ def test_scheduler_needs_a_model():
     lrs.set_model(Holder())
     with pytest.raises(RuntimeError, match="no optimizer"):
         lrs.on_epoch_begin(0, {})
+
+
+# ---- against a real model trained on digits ----------------------------------------------------
+@pytest.fixture(scope="module")
+def digits():
+    X, y = gs.datasets.load_digits()
+    X_train, X_val, y_train, y_val = gs.datasets.train_val_split(X, y, val=0.25, seed=0)
+    X_train, X_val = gs.datasets.standardize(X_train, X_val)
+    return X_train, y_train, X_val, y_val
+
+
+def mlp(lr: float = 1e-2, optimizer: str = "adam", seed: int = 0) -> gs.Sequential:
+    model = gs.Sequential([gs.Dense(64, 32), gs.ReLU(), gs.Dense(32, 10)], seed=seed)
+    opt = gs.Adam(lr=lr) if optimizer == "adam" else gs.SGD(lr=lr)
+    model.compile(loss=gs.SoftmaxCrossEntropy(), optimizer=opt, metrics=["accuracy"])
+    return model
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def overfit(model: gs.Sequential, digits, callbacks, epochs: int = 40):
+    """150 training rows and a large step: the validation loss turns up after a few epochs."""
+    X, y, Xv, yv = digits
+    return model.fit(X[:150], y[:150], epochs=epochs, batch_size=16, validation_data=(Xv, yv),
+                     callbacks=callbacks, verbose=0, seed=0)
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(digits):
+    _, _, Xv, yv = digits
+    model = mlp(lr=0.05)
+    es = EarlyStopping(patience=2)
+    h = overfit(model, digits, [es])
+    val = h["val_loss"]
+    assert es.stopped_epoch is not None and len(val) == es.stopped_epoch + 1 < 40
+    assert es.stopped_epoch - es.best_epoch == 2  # patience epochs without improvement
+    assert es.best == min(val) == val[es.best_epoch] and val[-1] > es.best
+    assert_same_state(model.state_dict(), es.best_state)
+    assert model.evaluate(Xv, yv)["loss"] == pytest.approx(es.best, rel=1e-6)
+    # the same run without restoring ends on the last epoch's weights
+    model = mlp(lr=0.05)
+    es = EarlyStopping(patience=2, restore_best=False)
+    h = overfit(model, digits, [es])
+    assert model.evaluate(Xv, yv)["loss"] == pytest.approx(h["val_loss"][-1], rel=1e-6)
+    assert es.best_state is None
+
+
+def test_early_stopping_on_accuracy_and_missing_monitor(digits):
+    model = mlp(lr=0.05)
+    es = EarlyStopping(monitor="val_accuracy", patience=3, restore_best=False)
+    h = overfit(model, digits, [es])
+    acc = h["val_accuracy"]
+    assert es.best == max(acc) and es.best_epoch == int(np.argmax(acc))  # first of equal maxima
+    X, y, _, _ = digits
+    with pytest.raises(ValueError, match=r"'val_loss'.*\['accuracy', 'loss', 'lr'\]"):
+        mlp().fit(X[:64], y[:64], epochs=2, callbacks=[EarlyStopping()], verbose=0)
+
+
+def test_early_stopping_restores_after_a_stop_inside_an_epoch(digits):
+    """TerminateOnNaN stops after a batch whose weights blew up: the best weights come back."""
+
+    class Explode(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 3:
+                self.model.optimizer.lr = 1e30
+
+    model = mlp(lr=1e-2)
+    es, tn = EarlyStopping(patience=10), TerminateOnNaN()
+    h = overfit(model, digits, [Explode(), tn, es])
+    assert tn.stopped_epoch == 3 and len(h["loss"]) == 4
+    assert es.best_epoch <= 3
+    assert_same_state(model.state_dict(), es.best_state)
+    assert all(np.all(np.isfinite(v)) for v in model.state_dict().values())
+
+
+def test_model_checkpoint_saves_improving_epochs(tmp_path, digits):
+    _, _, Xv, yv = digits
+    model = mlp(lr=0.05)
+    mc = ModelCheckpoint(tmp_path / "ckpt" / "m-{epoch:02d}.safetensors")
+    es = EarlyStopping(patience=2)
+    h = overfit(model, digits, [mc, es])
+    val = h["val_loss"]
+    improving = [e for e in range(len(val)) if val[e] < min(val[:e], default=math.inf)]
+    assert mc.saved == [str(tmp_path / "ckpt" / f"m-{e + 1:02d}.safetensors") for e in improving]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        f"m-{e + 1:02d}.safetensors" for e in improving]
+    assert mc.best == es.best and mc.best_epoch == es.best_epoch
+    loaded = gs.load(mc.saved[-1])  # the best epoch's weights, as EarlyStopping restored them
+    assert_same_state(loaded.state_dict(), model.state_dict())
+    np.testing.assert_array_equal(loaded.predict(Xv[:20]), model.predict(Xv[:20]))
+
+
+def test_model_checkpoint_every_epoch_and_logs_fields(tmp_path, digits):
+    X, y, Xv, yv = digits
+    model = mlp()
+    mc = ModelCheckpoint(tmp_path / "e{epoch}-{val_loss:.3f}.safetensors", save_best_only=False)
+    h = model.fit(X[:200], y[:200], epochs=3, validation_data=(Xv, yv), callbacks=[mc], verbose=0)
+    assert mc.saved == [str(tmp_path / f"e{e + 1}-{v:.3f}.safetensors")
+                        for e, v in enumerate(h["val_loss"])]
+    assert_same_state(gs.load(mc.saved[-1]).state_dict(), model.state_dict())
+    bad = ModelCheckpoint(tmp_path / "{nonsense}.safetensors", save_best_only=False)
+    with pytest.raises(ValueError, match=r"\{nonsense\}.*\['accuracy', 'loss', 'lr'\]"):
+        mlp().fit(X[:64], y[:64], epochs=1, callbacks=[bad], verbose=0)
+
+
+def test_model_checkpoint_survives_a_crash(tmp_path, digits):
+    X, y, Xv, yv = digits
+    states = []
+
+    class Snapshot(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            states.append(self.model.state_dict())
+
+    class Crash(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 3:
+                raise RuntimeError("simulated crash")
+
+    path = tmp_path / "last.safetensors"
+    model = mlp()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        model.fit(X[:200], y[:200], epochs=6, validation_data=(Xv, yv), verbose=0,
+                  callbacks=[ModelCheckpoint(path, save_best_only=False), Snapshot(), Crash()])
+    assert len(states) == 3
+    assert_same_state(gs.load(path).state_dict(), states[-1])
+
+
+def test_terminate_on_nan_stops_a_diverging_run(digits):
+    X, y, _, _ = digits
+    model = mlp(lr=1e30, optimizer="sgd")
+    tn = TerminateOnNaN()
+    h = model.fit(X, y, epochs=5, batch_size=32, callbacks=[tn], verbose=0)
+    assert tn.stopped_epoch == 0 and tn.stopped_batch is not None
+    assert not math.isfinite(tn.loss) and "batch" in tn.message
+    assert len(h["loss"]) == 1 and model.stop_training
+    # without the callback the same run goes on for every epoch
+    h = mlp(lr=1e30, optimizer="sgd").fit(X, y, epochs=5, batch_size=32, verbose=0)
+    assert len(h["loss"]) == 5
+
+
+def test_csv_logger_rows_match_history(tmp_path, digits):
+    X, y, Xv, yv = digits
+    path = tmp_path / "log.csv"
+    h = mlp().fit(X[:300], y[:300], epochs=3, validation_data=(Xv, yv), verbose=0,
+                  callbacks=[CSVLogger(path)])
+    rows = read_csv(path)
+    keys = list(h.history)
+    assert rows[0] == ["epoch", *keys]
+    assert len(rows) == 4
+    for e, row in enumerate(rows[1:]):
+        assert int(row[0]) == e
+        assert [float(v) for v in row[1:]] == [h[k][e] for k in keys]
+
+
+def test_csv_logger_is_complete_when_training_crashes(tmp_path, digits):
+    X, y, _, _ = digits
+
+    class Crash(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("simulated crash")
+
+    path = tmp_path / "log.csv"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        mlp().fit(X[:100], y[:100], epochs=5, verbose=0, callbacks=[CSVLogger(path), Crash()])
+    assert [r[0] for r in read_csv(path)] == ["epoch", "0", "1"]
+
+
+def test_learning_rate_scheduler_sets_lr_each_epoch(digits):
+    X, y, _, _ = digits
+    seen = []
+
+    class Watch(Callback):
+        def on_batch_end(self, batch, logs=None):
+            if batch == 0:
+                seen.append(self.model.optimizer.lr)
+
+    model = mlp(lr=1.0)
+    sched = LearningRateScheduler(StepDecay(0.1, drop=0.5, every=1))
+    h = model.fit(X[:100], y[:100], epochs=3, callbacks=[sched, Watch()], verbose=0)
+    assert seen == h["lr"] == sched.lrs == [0.1, 0.05, 0.025]
+    assert model.optimizer.lr == 0.025
+    model = mlp(lr=0.08)
+    h = model.fit(X[:100], y[:100], epochs=3, verbose=0,
+                  callbacks=[LearningRateScheduler(lambda epoch, lr: lr / 2)])
+    assert h["lr"] == [0.04, 0.02, 0.01]
+
+
+def test_learning_rate_scheduler_rejects_bad_rates(digits):
+    X, y, _, _ = digits
+    for bad, exc in ((0.0, ValueError), (-1e-3, ValueError), (float("nan"), ValueError),
+                     (float("inf"), ValueError), ("0.1", TypeError)):
+        model = mlp(lr=0.01)
+        with pytest.raises(exc, match="epoch 1"):
+            model.fit(X[:64], y[:64], epochs=3, verbose=0,
+                      callbacks=[LearningRateScheduler(lambda e, b=bad: 0.01 if e == 0 else b)])
+        assert model.optimizer.lr == 0.01
+
+
+@pytest.mark.parametrize("schedule", [StepDecay(0.02, every=2), ExponentialDecay(0.02, rate=0.5),
+                                      CosineDecay(0.02, epochs=3, min_lr=0.001)])
+def test_schedules_are_callbacks_in_fit(schedule, digits):
+    X, y, _, _ = digits
+    model = mlp(lr=1.0)
+    h = model.fit(X[:100], y[:100], epochs=4, callbacks=[schedule], verbose=0)
+    assert h["lr"] == [schedule(e) for e in range(4)]
