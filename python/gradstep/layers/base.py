@@ -52,7 +52,7 @@ class Layer:
 
     def _allocate(self, dtype: Any, rng: np.random.Generator) -> None:
         """Give the layer an arena of its own, filled with initial values."""
-        self.dtype = _checks.as_dtype(dtype)
+        self.dtype = _checks.as_dtype(dtype, f"{type(self).__name__}: dtype")
         values = self._initial_values(rng)
         arena = Arena(self._param_shapes().items(), self.dtype)
         for name in self._param_shapes():
