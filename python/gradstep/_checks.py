@@ -61,6 +61,21 @@ def float_array(x: Any, name: str, dtype: np.dtype | None = None, ndim: int | No
     return np.ascontiguousarray(a, dtype=dt)
 
 
+def first_nonfinite(a: np.ndarray) -> tuple | None:
+    """Index of the first NaN/inf in a float array, or None; checks in chunks so that validating a
+    large data set does not allocate a boolean copy of it."""
+    if a.dtype.kind != "f" or a.size == 0:
+        return None
+    flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
+    rows = max(1, (1 << 16) // max(1, flat.shape[1]))
+    for start in range(0, flat.shape[0], rows):
+        block = flat[start:start + rows]
+        if not np.isfinite(block).all():
+            bad = np.argwhere(~np.isfinite(block))[0]
+            return (start + int(bad[0]),) + tuple(int(i) for i in bad[1:])
+    return None
+
+
 def fmt_shape(shape: tuple) -> str:
     parts = ["N" if s is None else str(s) for s in shape]
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"

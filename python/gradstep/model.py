@@ -249,15 +249,15 @@ class Sequential:
         if self.in_features is not None and X.shape[1] != self.in_features:
             raise ValueError(f"{what}: {xname} must have {self.in_features} features (the first layer's "
                              f"in_features), got {X.shape[1]}")
-        if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
-            bad = np.argwhere(~np.isfinite(X))[0]
+        bad = _checks.first_nonfinite(X)
+        if bad is not None:
             raise ValueError(f"{what}: {xname} holds NaN or inf (first at row {bad[0]}, column {bad[1]})")
         y = _checks.numeric_array(y, f"{what}: {yname}")
         if y.shape[0:1] != X.shape[0:1]:
             raise ValueError(f"{what}: {xname} and {yname} must have the same number of samples, got "
                              f"{X.shape[0]} and {y.shape[0] if y.ndim else 'a scalar'}")
-        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-            raise ValueError(f"{what}: {yname} holds NaN or inf")
+        if _checks.first_nonfinite(y) is not None:
+            raise ValueError(f"{what}: {yname} holds NaN or inf (first at index {_checks.first_nonfinite(y)[0]})")
         if self._labels_loss() and y.ndim == 1:
             y = _checks.class_labels(y, f"{what}: {yname}", self.out_features)
         else:
