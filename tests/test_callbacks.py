@@ -458,3 +458,40 @@ def test_schedules_are_callbacks_in_fit(schedule, digits):
     model = mlp(lr=1.0)
     h = model.fit(X[:100], y[:100], epochs=4, callbacks=[schedule], verbose=0)
     assert h["lr"] == [schedule(e) for e in range(4)]
+
+
+def _read_scalars(path):
+    """Scalars in a TensorBoard event file (TFRecord framing: u64 length, u32 crc, data, u32 crc)."""
+    import struct
+    from tensorboardX.proto import event_pb2
+    data = path.read_bytes()
+    pos, scalars = 0, {}
+    while pos < len(data):
+        (n,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+        pos += 12 + n + 4
+        for v in event.summary.value:
+            scalars.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return scalars
+
+
+def test_tensorboard_writes_event_files(tmp_path):
+    pytest.importorskip("tensorboardX")
+    import gradstep as gs
+    X, y = gs.datasets.load_digits()
+    model = gs.Sequential([gs.Dense(64, 16), gs.ReLU(), gs.Dense(16, 10)], seed=0)
+    model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-2), metrics=["accuracy"])
+    h = model.fit(X[:200] / 16, y[:200], epochs=2, verbose=0, callbacks=[gs.callbacks.TensorBoard(tmp_path / "tb")])
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    scalars = _read_scalars(events[0])
+    assert {"loss", "accuracy", "lr"} <= set(scalars)
+    assert [step for step, _ in scalars["loss"]] == [0, 1]
+    assert [v for _, v in scalars["loss"]] == pytest.approx(h.history["loss"], rel=1e-6)
+
+
+def test_tensorboard_needs_a_path():
+    pytest.importorskip("tensorboardX")
+    import gradstep as gs
+    with pytest.raises(TypeError, match="logdir"):
+        gs.callbacks.TensorBoard(3)

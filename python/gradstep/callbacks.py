@@ -25,7 +25,7 @@ import numpy as np
 from . import _checks
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN", "CSVLogger",
-           "LearningRateScheduler"]
+           "LearningRateScheduler", "TensorBoard"]
 
 _MODES = ("auto", "min", "max")
 
@@ -421,3 +421,44 @@ def _optimizer_of(model: Any, owner: Callback) -> Any:
     if optimizer is None:
         raise RuntimeError(f"{type(owner).__name__}: the model has no optimizer; compile it first")
     return optimizer
+
+
+class TensorBoard(Callback):
+    """Writes every epoch's logs (loss, val_loss, metrics, lr) as TensorBoard scalars under `logdir`.
+
+    Needs tensorboardX (`pip install tensorboardX`); without it the constructor raises ImportError
+    saying so. View with `tensorboard --logdir <logdir>`.
+    """
+
+    def __init__(self, logdir: str | os.PathLike) -> None:
+        super().__init__()
+        if not isinstance(logdir, (str, os.PathLike)):
+            raise TypeError(f"TensorBoard: logdir must be a path, got {type(logdir).__name__}")
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise ImportError("TensorBoard: the callback needs tensorboardX; install it with "
+                              "`pip install tensorboardX`") from None
+        self.logdir = os.fspath(logdir)
+        self._writer_class = SummaryWriter
+        self._writer: Any = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self._writer is None:
+            self._writer = self._writer_class(self.logdir)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._writer is None:
+            self.on_train_begin()
+        for key, value in (logs or {}).items():
+            if isinstance(value, numbers.Real):
+                self._writer.add_scalar(key, float(value), epoch)
+        self._writer.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __repr__(self) -> str:
+        return f"TensorBoard(logdir={self.logdir!r})"
