@@ -47,7 +47,8 @@ def _stages(text: str) -> list[tuple[int, int]]:
         try:
             trials, epochs = (int(v) for v in part.strip().lower().split("x"))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected TRIALSxEPOCHS per stage, like 20x2,10x10, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected TRIALSxEPOCHS per stage, like 20x2,10x10, got {text!r}") from None
         if trials < 1 or epochs < 1:
             raise argparse.ArgumentTypeError(f"expected positive TRIALSxEPOCHS per stage, got {text!r}")
         stages.append((trials, epochs))

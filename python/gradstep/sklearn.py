@@ -18,6 +18,9 @@ Xavier otherwise, with `l2`) -> BatchNorm (when `batch_norm`) -> activation -> D
 `dropout` > 0); then a Dense output layer. The classifier has one output per class and trains
 with softmax cross-entropy on the logits; `predict_proba` is their softmax (gradstep's Softmax
 layer), `predict` its argmax. The regressor has one output per target and trains with MSE.
+`dtype` is the dtype the network trains in; predictions are computed in float64 from the trained
+weights whatever it is (so that a row's prediction does not depend on the other rows passed with
+it, which float32 matrix products do not promise), and returned as float64.
 
 `random_state` (None, an int or a numpy RandomState, as in scikit-learn) fixes the weights and the
 shuffling: the same int gives the same model. Fitted estimators pickle (the network travels as a
@@ -36,6 +39,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .search import _canonical, _library_seeded
+
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu": "LeakyReLU",
@@ -43,12 +48,6 @@ ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu
 _HE_ACTIVATIONS = ("relu", "leaky_relu", "elu")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 _MODEL_BYTES = "__gradstep_model_file__"
-
-
-def _canonical(a: np.ndarray) -> np.ndarray:
-    """`a` with numpy's own dtype object: an array that was unpickled (joblib, memmaps) carries an
-    equal but distinct dtype object, which the C++ checks (an identity test) reject."""
-    return a if a.dtype is np.dtype(a.dtype.str) else a.astype(np.dtype(a.dtype.str))
 
 
 def _model_to_bytes(model: Any) -> bytes:
@@ -171,10 +170,31 @@ class _MLPBase(BaseEstimator):
         return batch_size
 
     def _outputs(self, X: Any) -> np.ndarray:
-        """The network's outputs on X, in the dtype the network was trained in."""
+        """The network's outputs on X, computed in float64 (see `_float64_network`)."""
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, dtype=self.model_.dtype.name)
-        return self.model_.predict(_canonical(X))
+        X = validate_data(self, X, reset=False, dtype="float64")
+        return self._float64_network().predict(_canonical(X))
+
+    def _float64_network(self) -> Any:
+        """`model_` itself when it is float64, else a float64 copy of it (same layers, the trained
+        weights and buffers cast exactly). A float32 matrix product can round a row's outputs
+        differently depending on the row's position in the batch (the BLAS kernels treat edge
+        tiles differently), so float32 predictions of one row could change in the last bit with
+        the other rows passed along; in float64 that difference is ~1e-16 and predictions are
+        invariant to the order and the subset of rows, as scikit-learn expects. Built per call
+        (about a millisecond), so that predicting never changes the estimator's state."""
+        import gradstep as gs
+
+        from .layers import LAYER_REGISTRY
+
+        model = self.model_
+        if model.dtype == np.float64:
+            return model
+        with _library_seeded(0):  # the layers' initial draws are overwritten: leave gs.seed's stream alone
+            layers = [LAYER_REGISTRY[spec["class"]](**spec["config"]) for spec in model.get_config()["layers"]]
+        net = gs.Sequential(layers, dtype="float64")
+        net.load_state_dict(model.state_dict())
+        return net
 
     # ---- pickling: the network as a gradstep model file ---------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -263,8 +283,7 @@ class MLPClassifier(ClassifierMixin, _MLPBase):
         softmax of the network's logits."""
         import gradstep as gs
 
-        # computed in the network's dtype, returned as float64 like scikit-learn's estimators
-        return gs.Softmax().forward(self._outputs(X), training=False).astype(np.float64)
+        return gs.Softmax().forward(self._outputs(X), training=False)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         return np.log(self.predict_proba(X))
@@ -326,7 +345,7 @@ class MLPRegressor(RegressorMixin, _MLPBase):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted targets: (n_samples,) when fit on 1-D y, else (n_samples, n_targets)."""
-        out = self._outputs(X).astype(np.float64)  # float64, like scikit-learn's regressors
+        out = self._outputs(X)
         return out.reshape(-1) if self._y_1d else out
 
     def __sklearn_tags__(self) -> Any:
