@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from sklearn.base import clone
 from sklearn.model_selection import RandomizedSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.exceptions import SkipTestWarning
+from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
 import gradstep as gs
 from gradstep.sklearn import MLPClassifier, MLPRegressor
@@ -41,6 +43,17 @@ def softmax64(z):
                           fast(MLPRegressor, hidden_layer_sizes=(8, 8), optimizer="rmsprop")])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_check_estimator_with_default_params(cls):
+    # the defaults (100 hidden units, 20 epochs) pass too; check_estimator warns about the checks it
+    # skips (no pandas, no array API), which this file's warnings-as-errors would turn into failures
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkipTestWarning)
+        results = check_estimator(cls(), on_fail=None)
+    failed = [(r["check_name"], r["exception"]) for r in results if r["status"] == "failed"]
+    assert failed == [] and len(results) > 40
 
 
 def test_multiclass_and_predict_proba(digits):

@@ -154,8 +154,8 @@ class _MLPBase(BaseEstimator):
         if getattr(self, "history_", None) is None:
             self.history_ = history
         else:  # partial_fit: one History across calls
-            for e, i in zip(history.epoch, range(len(history.epoch))):
-                self.history_.append(e, {k: v[i] for k, v in history.history.items()})
+            for i, epoch in enumerate(history.epoch):
+                self.history_.append(epoch, {k: v[i] for k, v in history.history.items()})
         self.loss_curve_ = list(self.history_.history["loss"])
         self.loss_ = self.loss_curve_[-1]
         self.n_iter_ = len(self.loss_curve_)
