@@ -195,3 +195,12 @@ def test_set_num_threads_validates_and_reports():
         gs.set_num_threads(0)
     with pytest.raises(TypeError, match="n must be an int"):
         gs.set_num_threads(1.5)
+
+
+def test_unpickled_arrays_are_accepted():
+    # An unpickled array carries an equal but distinct dtype object (joblib workers, memmaps).
+    import pickle
+    x = pickle.loads(pickle.dumps(np.ones((2, 3), np.float32)))
+    W = pickle.loads(pickle.dumps(np.ones((3, 2), np.float32)))
+    from gradstep import _core
+    np.testing.assert_array_equal(_core.dense_forward(x, W, None), np.full((2, 2), 3.0, np.float32))

@@ -24,13 +24,22 @@ from .layers import *  # noqa: E402,F401,F403
 from . import losses, optim, schedules, callbacks, datasets  # noqa: E402
 from .losses import *  # noqa: E402,F401,F403
 from .optim import *  # noqa: E402,F401,F403
-from . import metrics, plot  # noqa: E402
+from . import metrics, plot, search  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .io import load  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["Parameter", "init", "layers", "losses", "optim", "schedules", "callbacks", "datasets",
-           "metrics", "plot", "Sequential", "History", "load",
+           "metrics", "plot", "search", "sklearn", "Sequential", "History", "load",
            "seed", "get_num_threads", "set_num_threads"]
 __all__ += layers.__all__ + losses.__all__ + optim.__all__
+
+
+def __getattr__(name: str):
+    # gs.sklearn is imported on first use, so that `import gradstep` does not load scikit-learn's
+    # estimator machinery.
+    if name == "sklearn":
+        import importlib
+        return importlib.import_module(".sklearn", __name__)
+    raise AttributeError(f"module 'gradstep' has no attribute {name!r}")

@@ -94,7 +94,7 @@ def add_data_and_model_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradstep", description="Train and babysit neural networks with gradstep.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,predict}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,predict,check,search}", parser_class=_Parser)
     sub.required = True
     t = sub.add_parser("train", help="train an MLP and save it")
     add_data_and_model_flags(t)
@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="FILE.npz (array X) or FILE.csv")
     p.add_argument("--target", default=None, help="CSV column holding the label, to report accuracy")
     p.add_argument("--out", default=None, help="write predictions to this .csv or .npy (default: print)")
+    from . import cli_search  # imported here: it imports this module
+    cli_search.add_parser(sub)
     return parser
 
 
@@ -229,7 +231,12 @@ def cmd_predict(args: Any) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "predict": cmd_predict}
+def cmd_search(args: Any) -> int:
+    from . import cli_search
+    return cli_search.run(args)
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "search": cmd_search}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

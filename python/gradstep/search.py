@@ -389,9 +389,6 @@ def _run_trial(build: Callable[[dict], Any], params: dict[str, Any], X: np.ndarr
     if one_thread:  # in a joblib worker
         from ._threads import set_num_threads
         set_num_threads(1)
-        X, y = _canonical(X), _canonical(y)  # they were pickled on the way
-        if validation_data is not None:
-            validation_data = tuple(_canonical(a) for a in validation_data)
     start = time.perf_counter()
     if folds is None:
         parts = [(X, y, validation_data[0], validation_data[1])]
@@ -415,13 +412,6 @@ def _run_trial(build: Callable[[dict], Any], params: dict[str, Any], X: np.ndarr
     return {"score": float(np.mean(scores)) if finite else -math.inf, "fold_scores": scores,
             "histories": histories, "status": "ok" if finite else "nan", "message": "; ".join(messages),
             "seconds": time.perf_counter() - start, "metric": label}
-
-
-def _canonical(a: np.ndarray) -> np.ndarray:
-    """`a` with numpy's own dtype object. An unpickled array (sent to a joblib worker, or a joblib
-    memmap) carries an equal but distinct dtype object, which the C++ checks (an identity test on
-    the dtype) reject; copy such an array once into the canonical dtype."""
-    return a if a.dtype is np.dtype(a.dtype.str) else a.astype(np.dtype(a.dtype.str))
 
 
 # ---- search drivers -----------------------------------------------------------------------------
@@ -476,7 +466,7 @@ class _Setup:
             raise ValueError(f"{where}: X must be a 2-D array (samples, features), got shape {X.shape}")
         if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
             raise ValueError(f"{where}: y must have one row per row of X ({X.shape[0]}), got shape {y.shape}")
-        self.X, self.y = _canonical(X), _canonical(y)
+        self.X, self.y = X, y
         n = X.shape[0]
         self.batch_size = _checks.check_int(batch_size, f"{where}: batch_size", 1)
         self.verbose = _checks.check_int(verbose, f"{where}: verbose", 0)
@@ -502,7 +492,7 @@ class _Setup:
         elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError(f"{where}: validation_data must be a pair (X_val, y_val)")
-            self.validation_data = tuple(_canonical(np.asarray(a)) for a in validation_data)
+            self.validation_data = tuple(np.asarray(a) for a in validation_data)
             self.folds = None
         else:
             validation_split = _checks.check_float(validation_split, f"{where}: validation_split", 0.0, 1.0,

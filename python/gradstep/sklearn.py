@@ -39,7 +39,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .search import _canonical, _library_seeded
+from .search import _library_seeded
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -148,7 +148,7 @@ class _MLPBase(BaseEstimator):
         return model
 
     def _train(self, X: np.ndarray, y: np.ndarray, epochs: int, hp: dict[str, Any]) -> None:
-        history = self.model_.fit(_canonical(X), _canonical(y), epochs=epochs,
+        history = self.model_.fit(X, y, epochs=epochs,
                                   batch_size=self._batch_size(len(X), hp["batch_size"]),
                                   shuffle=self.shuffle, verbose=hp["verbose"])
         if getattr(self, "history_", None) is None:
@@ -173,7 +173,7 @@ class _MLPBase(BaseEstimator):
         """The network's outputs on X, computed in float64 (see `_float64_network`)."""
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype="float64")
-        return self._float64_network().predict(_canonical(X))
+        return self._float64_network().predict(X)
 
     def _float64_network(self) -> Any:
         """`model_` itself when it is float64, else a float64 copy of it (same layers, the trained

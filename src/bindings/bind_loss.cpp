@@ -40,7 +40,7 @@ const T* rows_in(const py::array& a, const char* fn, const char* name) {
 // the last guard against an out-of-bounds read (the Python layer checks them first, with a
 // friendlier message).
 const int64_t* labels_in(const py::array& a, const char* fn, int64_t N, int64_t K) {
-  if (!a.dtype().is(py::dtype::of<int64_t>()))
+  if (!a.dtype().equal(py::dtype::of<int64_t>()))
     throw py::type_error(std::string(fn) + ": labels must have dtype int64, got " +
                          std::string(py::str(a.dtype())));
   if (a.ndim() != 1 || dim(a, 0) != N)

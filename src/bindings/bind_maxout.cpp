@@ -13,7 +13,7 @@ namespace {
 
 // argmax is int32 (check_array's messages name float types only).
 const int32_t* argmax_in(const py::array& a, const char* fn, int64_t N, int64_t O) {
-  if (!a.dtype().is(py::dtype::of<int32_t>()))
+  if (!a.dtype().equal(py::dtype::of<int32_t>()))
     throw py::type_error(std::string(fn) + ": argmax must have dtype int32, got " +
                          std::string(py::str(a.dtype())));
   if (a.ndim() != 2 || a.shape(0) != N || a.shape(1) != O)

@@ -54,7 +54,7 @@ struct NetworkHandle {
     if (wants_labels) {
       if (labels.is_none()) throw py::value_error("Network.train_step: labels are required for this loss");
       py::array lab = py::cast<py::array>(labels);
-      if (!lab.dtype().is(py::dtype::of<int64_t>()))
+      if (!lab.dtype().equal(py::dtype::of<int64_t>()))
         throw py::type_error("Network.train_step: labels must have dtype int64");
       check_array<int64_t>(lab, fn, "labels", {N});
       const int64_t* pl = static_cast<const int64_t*>(lab.data());
@@ -141,7 +141,7 @@ void bind_network(py::module_& m) {
              if (loss < 0 || loss > static_cast<int>(cpu::LossOp::kNLL)) throw py::value_error("Network: unknown loss");
              if (opt < 0 || opt > static_cast<int>(cpu::OptOp::kAdam)) throw py::value_error("Network: unknown optimizer");
              auto h = std::make_unique<NetworkHandle>();
-             h->f64 = params.dtype().is(py::dtype::of<double>());
+             h->f64 = params.dtype().equal(py::dtype::of<double>());
              h->P = static_cast<int64_t>(params.size());
              size_t n_bn = 0;
              int64_t prev_out = -1;

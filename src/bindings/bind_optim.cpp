@@ -114,7 +114,7 @@ void bind_optim(py::module_& m) {
                            const py::array& grads) -> int64_t {
     const py::ssize_t item = params.itemsize();
     auto offset_in = [&](const py::array& a, const py::array& base) -> int64_t {
-      if (!a.dtype().is(base.dtype()) || !(a.flags() & py::array::c_style)) return -1;
+      if (!a.dtype().equal(base.dtype()) || !(a.flags() & py::array::c_style)) return -1;
       const auto p = reinterpret_cast<uintptr_t>(a.data());
       const auto b = reinterpret_cast<uintptr_t>(base.data());
       if (p < b || (p - b) % item != 0) return -1;

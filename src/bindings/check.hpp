@@ -48,7 +48,7 @@ const char* dtype_name() {
 template <class T>
 void check_array(const py::array& a, const char* fn, const char* name,
                  const std::vector<int64_t>& shape) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!a.dtype().equal(py::dtype::of<T>()))
     throw py::type_error(std::string(fn) + ": " + name + " must have dtype " + dtype_name<T>() +
                          ", got " + std::string(py::str(a.dtype())));
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -102,8 +102,8 @@ py::array_t<T> empty(const std::vector<py::ssize_t>& shape) {
 // Calls f(T{}) with T the float type of `a` (float32 or float64), else raises TypeError.
 template <class F>
 auto dispatch(const py::array& a, const char* fn, const char* name, F&& f) {
-  if (a.dtype().is(py::dtype::of<float>())) return f(float{});
-  if (a.dtype().is(py::dtype::of<double>())) return f(double{});
+  if (a.dtype().equal(py::dtype::of<float>())) return f(float{});
+  if (a.dtype().equal(py::dtype::of<double>())) return f(double{});
   throw py::type_error(std::string(fn) + ": " + name + " must be float32 or float64, got " +
                        std::string(py::str(a.dtype())));
 }

@@ -19,7 +19,7 @@ namespace {
 // last numpy view of it dies). Parameter, gradient and optimizer-state arenas are made with it.
 py::array alloc_zeros(int64_t size, const py::object& dtype_obj) {
   py::dtype dtype = py::dtype::from_args(dtype_obj);
-  if (!dtype.is(py::dtype::of<float>()) && !dtype.is(py::dtype::of<double>()))
+  if (!dtype.equal(py::dtype::of<float>()) && !dtype.equal(py::dtype::of<double>()))
     throw py::type_error("alloc_zeros: dtype must be float32 or float64, got " +
                          std::string(py::str(dtype)));
   if (size < 0) throw py::value_error("alloc_zeros: size must be >= 0, got " + std::to_string(size));
