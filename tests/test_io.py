@@ -206,3 +206,16 @@ def test_interrupted_save_leaves_previous_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [path]
     monkeypatch.undo()
     gs.load(path)
+
+
+def test_pickle_round_trip_continues_training_exactly(data):
+    import pickle
+    X, y = data
+    model = build(seed=2)
+    model.fit(X, y, epochs=1, verbose=0, seed=3)
+    copy = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(copy.predict(X), model.predict(X))
+    model.fit(X, y, epochs=1, verbose=0, seed=3)
+    copy.fit(X, y, epochs=1, verbose=0, seed=3)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(copy.state_dict()[k], v)

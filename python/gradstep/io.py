@@ -180,3 +180,23 @@ def load(path: Any):
     model.epochs_done = int(meta.get("epochs_done", 0))
     model._fit_seed = meta.get("fit_seed")
     return model
+
+
+def to_bytes(model: Any) -> bytes:
+    """The model file's bytes (what `save` writes): how a Sequential pickles."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "model.safetensors")
+        save(model, path)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def from_bytes(data: bytes):
+    """The model whose file bytes `to_bytes` gave (validated as `load` validates a file)."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"from_bytes: data must be bytes, got {type(data).__name__}")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "model.safetensors")
+        with open(path, "wb") as f:
+            f.write(data)
+        return load(path)

@@ -474,6 +474,12 @@ class Sequential:
         from . import io
         io.save(self, path)
 
+    def __reduce__(self):
+        # Pickled as its model file (weights, buffers, optimizer state, architecture): the same
+        # validated format as `save`, so joblib workers and copies get an equivalent model.
+        from . import io
+        return (io.from_bytes, (io.to_bytes(self),))
+
     def __repr__(self) -> str:
         inner = ", ".join(repr(l) for l in self.layers)
         return f"Sequential([{inner}], dtype={self.dtype.name!r})"

@@ -29,8 +29,6 @@ gradstep model file in memory, not as a pickle of its internals).
 from __future__ import annotations
 
 import numbers
-import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -47,31 +45,11 @@ ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu
                "elu": "ELU", "identity": "Identity"}
 _HE_ACTIVATIONS = ("relu", "leaky_relu", "elu")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-_MODEL_BYTES = "__gradstep_model_file__"
-
-
-def _model_to_bytes(model: Any) -> bytes:
-    from . import io
-
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "model.safetensors")
-        io.save(model, path)
-        with open(path, "rb") as f:
-            return f.read()
-
-
-def _model_from_bytes(data: bytes) -> Any:
-    from . import io
-
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "model.safetensors")
-        with open(path, "wb") as f:
-            f.write(data)
-        return io.load(path)
 
 
 class _MLPBase(BaseEstimator):
-    """Shared by MLPClassifier and MLPRegressor: hyperparameters, network construction, pickling."""
+    """Shared by MLPClassifier and MLPRegressor: hyperparameters and network construction
+    (the fitted network pickles itself, as its model file)."""
 
     def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", optimizer: str = "adam",
                  lr: float = 1e-3, batch_size: int = 32, epochs: int = 20, l2: float = 0.0,
@@ -195,21 +173,6 @@ class _MLPBase(BaseEstimator):
         net = gs.Sequential(layers, dtype="float64")
         net.load_state_dict(model.state_dict())
         return net
-
-    # ---- pickling: the network as a gradstep model file ---------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        if state.get("model_") is not None:
-            state = dict(state)
-            state["model_"] = {_MODEL_BYTES: _model_to_bytes(state["model_"])}
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        model = state.get("model_")
-        if isinstance(model, dict) and _MODEL_BYTES in model:
-            state = dict(state)
-            state["model_"] = _model_from_bytes(model[_MODEL_BYTES])
-        super().__setstate__(state)
 
 
 class MLPClassifier(ClassifierMixin, _MLPBase):
