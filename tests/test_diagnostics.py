@@ -477,8 +477,9 @@ def test_diagnose_history_only_rules():
     assert D.diagnose(hist([0.02, 0.0199, 0.0198], acc=[0.99, 0.99, 0.995])) == []
     (f,) = D.diagnose(hist([1.0, 0.5, 0.2, 0.1, 0.05, 0.02], [1.0, 0.6, 0.5, 0.55, 0.7, 0.9]))
     assert f.kind == "overfitting" and "epoch 3" in f.message and "EarlyStopping" in f.message
-    (f,) = D.diagnose(hist([1.0, float("nan")]))
+    f, g = D.diagnose(hist([1.0, float("nan")]))
     assert f.kind == "nan" and "epoch 2" in f.message
+    assert g.kind == "lr_too_high" and "diverges to nan in epoch 2" in g.message
     (f,) = D.diagnose(hist([1.0, 0.5], [0.9, float("inf")]))
     assert f.kind == "nan"
 

@@ -34,6 +34,7 @@ from .layers.base import Layer
 from .layers.batchnorm import BatchNorm
 from .layers.dense import Dense
 from .layers.dropout import Dropout
+from .layers.maxout import Maxout
 from .model import History, Sequential
 
 __all__ = ["KINDS", "Finding", "GradcheckReport", "LRFindResult", "GradientMonitor", "gradcheck",
@@ -112,7 +113,7 @@ class Finding:
 # ---- copies of models and layers ---------------------------------------------------------------
 def _clone_layer(layer: Layer, dtype: Any = None, dropout_as_identity: bool = False,
                  drop_l2: bool = False) -> Layer:
-    """A new layer of the same class and configuration (parameters are copied by the caller).
+    """A new layer of the same class and configuration, with the same parameter and buffer values.
 
     A layer whose constructor takes `seed` gets seed 0 when it has none, so that building the copy
     draws nothing from the library's generator (the user's later results stay reproducible)."""
@@ -283,6 +284,8 @@ def gradcheck(model_or_layer: Any, x: Any, y: Any = None, loss: Any = None, eps:
         net: Any = _clone_model(model, "float64", dropout_as_identity=True)
         layers = net.layers
         prefix = [f"{i}." for i in range(len(layers))]
+        if y is None and loss is not None:
+            raise ValueError(f"{fn}: loss was given without y; pass the targets too")
         if y is not None and loss is None:
             if model.loss is None:
                 raise ValueError(f"{fn}: y was given but the model has no loss; compile it or pass loss=")
@@ -390,12 +393,12 @@ def _expected_initial_loss(model: Sequential, y: np.ndarray | None = None) -> tu
     loss = model.loss
     c = model.out_features
     if isinstance(loss, (_losses.SoftmaxCrossEntropy, _losses.NLL)) and c and c > 1:
-        return math.log(c), f"ln {c} = {math.log(c):.4f} for {c} classes (uniform predictions)"
+        return math.log(c), f"ln {c} = {math.log(c):.4g} ({c} classes, uniform predictions)"
     if isinstance(loss, _losses.BinaryCrossEntropy):
         return math.log(2.0), "ln 2 = 0.6931 (predicting 0.5)"
     if isinstance(loss, _losses.MSE) and y is not None:
         var = float(np.mean(np.var(np.asarray(y, np.float64).reshape(len(y), -1), axis=0)))
-        return var, f"the target variance {var:.4g} (predicting the mean)"
+        return var, f"{var:.4g}, the target variance (predicting the mean)"
     return None, ""
 
 
@@ -460,7 +463,11 @@ def check_initial_loss(model: Sequential, X: Any, y: Any, max_samples: int = 100
         high = (MSE_UNCENTRED if uncentred else MSE_HIGH) * expected + 1e-12
         low = -math.inf
     if math.isfinite(measured) and low <= measured <= high:
-        return Finding("ok", f"the initial loss {measured:.4g} is close to the expected {why}", evidence)
+        if classification:
+            return Finding("ok", f"the initial loss {measured:.4g} is close to the expected {why}", evidence)
+        return Finding("ok", f"the initial loss {measured:.4g} is {measured / expected:.2g}x the target variance "
+                             f"{expected:.4g} (the loss of predicting the mean), as an untrained model's "
+                             f"spread of outputs gives", evidence)
 
     causes = []
     pairing = _pairing_problem(model)
@@ -673,17 +680,29 @@ def _layer_names(model: Sequential) -> list[str]:
     return [f"{i}.{type(l).__name__}" for i, l in enumerate(model.layers)]
 
 
-def _last_input(model: Sequential) -> np.ndarray | None:
-    """The last training batch's input, for the layer-by-layer path's statistics."""
+def _last_input(model: Sequential) -> tuple[int, np.ndarray | None]:
+    """(i, x): the input x of layer i in the last training step, for the layer-by-layer path's
+    statistics: the model's last batch when it keeps one (`_last_batch`), else what the first Dense
+    or Maxout layer kept for its backward (its input; the layers before it have no parameters)."""
     x = getattr(model, "_last_batch", None)
-    if x is not None:
-        return x
-    first = model.layers[0]
-    saved = getattr(first, "_saved", None)
-    if isinstance(saved, tuple):  # Maxout keeps (x, argmax)
-        saved = saved[0] if saved else None
-    if isinstance(first, (Dense,)) or type(first).__name__ == "Maxout":
-        return saved if isinstance(saved, np.ndarray) else None
+    if isinstance(x, np.ndarray):
+        return 0, x
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, (Dense, Maxout)):
+            saved = layer._saved
+            if isinstance(saved, tuple):  # Maxout keeps (x, argmax)
+                saved = saved[0]
+            return i, saved if isinstance(saved, np.ndarray) else None
+    return 0, None
+
+
+def _saved_output(layer: Layer) -> np.ndarray | None:
+    """The output of the layer's last training forward, when the layer kept it for its backward."""
+    saved = layer._saved
+    if type(layer) in (_act.Sigmoid, _act.Tanh, _act.ReLU, _act.Softmax) and isinstance(saved, np.ndarray):
+        return saved
+    if type(layer) is _act.ELU and isinstance(saved, tuple) and len(saved) == 2:
+        return saved[1]
     return None
 
 
@@ -699,8 +718,10 @@ class GradientMonitor(Callback):
     and the update-to-weight ratio ‖Δw‖/‖w‖ of one step (the weights are copied one batch before);
     for every layer its output's mean and std, for hidden ReLU layers the fraction of dead units
     (0 for the whole batch), for sigmoid/tanh the fraction of saturated outputs (|tanh| > 0.99,
-    sigmoid < 0.01 or > 0.99). With the whole-step engine the activation statistics come from its
-    workspace (C++); on the layer-by-layer path from an evaluation-mode forward of the last batch.
+    sigmoid < 0.01 or > 0.99). The activation statistics are those of the measured step's training
+    forward, computed in C++ (`_core`): with the whole-step engine from its workspace, layer by layer
+    from the outputs the layers kept (or, for LeakyReLU and PReLU, which keep their input, from an
+    evaluation-mode forward of the last batch).
 
     `records` is a list of per-epoch dicts: {"epoch", "loss", "val_loss" (when validated), "lr",
     "grad_norm" (all parameters), "update_ratio" (all parameters), "layers": {name: {...}},
@@ -899,19 +920,32 @@ class GradientMonitor(Callback):
         if engine and model.use_engine and getattr(engine, "last_code", None) is not None:
             net = engine.nets[engine.last_code]
             return [net.layer_stats(i) if w else None for i, w in enumerate(watch)]
-        x = _last_input(model)
-        if x is None:
-            return [None] * len(watch)
-        out: list[dict | None] = []
-        for layer, w in zip(model.layers, watch):
-            x = layer.forward(x, training=False)
-            out.append(_core.activation_stats(x) if w and x.ndim == 2 else None)
+        # Layer by layer: the outputs the activation layers kept for their backward are those of the
+        # last training step (as the engine's workspace holds them); for layers that keep their input
+        # instead, an evaluation-mode forward of the last batch from the first Dense/Maxout layer on.
+        out: list[dict | None] = [None] * len(watch)
+        missing = False
+        for i, layer in enumerate(model.layers):
+            if watch[i]:
+                y = _saved_output(layer)
+                if y is None:
+                    missing = True
+                elif y.ndim == 2:
+                    out[i] = _core.activation_stats(y)
+        if missing:
+            start, x = _last_input(model)
+            if x is not None:
+                for i in range(start, len(watch)):
+                    x = model.layers[i].forward(x, training=False)
+                    if watch[i] and out[i] is None and x.ndim == 2:
+                        out[i] = _core.activation_stats(x)
         return out
 
     # ---- queries ------------------------------------------------------------------------------
     def series(self, layer: str | int, key: str) -> list[float]:
-        """One value per record of `key` for `layer` (a name like "0.Dense" or an index; NaN where
-        it was not measured). Use layer=None... for the totals, see `totals(key)`."""
+        """One value per record of `key` ("grad_norm", "weight_norm", "update_ratio", "mean", "std",
+        "dead", "saturated") for `layer`, a name like "0.Dense" or an index; NaN where it was not
+        measured. Whole-model quantities are in `totals(key)`."""
         if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
             if not 0 <= layer < len(self.layer_names):
                 raise ValueError(f"GradientMonitor.series: layer index must lie in [0, "
@@ -940,6 +974,7 @@ def _param_layers(rec: dict) -> list[tuple[str, dict]]:
 def _gradient_findings(rec: dict, first: dict | None) -> list[Finding]:
     """Vanishing or exploding gradients in one epoch's record (against the first record)."""
     found: list[Finding] = []
+    when = "at the first step" if "batch" in rec else f"at epoch {rec['epoch'] + 1}"
     layers = [(n, s) for n, s in _param_layers(rec) if s["type"] in ("Dense", "Maxout")]
     if not layers:
         return found
@@ -952,20 +987,20 @@ def _gradient_findings(rec: dict, first: dict | None) -> list[Finding]:
     if bad or biggest > EXPLODING_NORM or growth > EXPLODING_GROWTH:
         where = (f"the gradient of {bad[0][0]} is {bad[0][1]}" if bad else
                  f"the largest weight-gradient norm is {biggest:.3g}" if biggest > EXPLODING_NORM else
-                 f"the gradient norm grew {growth:.3g}x since epoch {first['epoch'] + 1}")
+                 f"the gradient norm grew {growth:.3g}x since the first measurement")
         found.append(Finding("exploding_gradients",
-                             f"exploding gradients at epoch {rec['epoch'] + 1}: {where}; lower the learning "
+                             f"exploding gradients {when}: {where}; lower the learning "
                              f"rate (e.g. to {_lr_text(rec.get('lr', 1e-3) / 10)}), use a smaller "
                              f"initialization (He/Xavier) or add BatchNorm",
                              {"epoch": rec["epoch"] + 1, "max_grad_norm": biggest, "growth": growth}))
         return found
-    # All-zero gradients mean blocked units (dead ReLUs), not vanishing ones: the dead_relu check names them.
-    if len(layers) >= 2 and norms[-1] > 0:
+    # Exactly zero gradients mean blocked units (dead ReLUs), not vanishing ones: dead_relu names them.
+    if len(layers) >= 2 and norms[0] > 0 and norms[-1] > 0:
         g_first, g_last = norms[0], norms[-1]
         ratio = g_first / g_last
         if ratio < VANISHING_RATIO or biggest < VANISHING_ABS:
             found.append(Finding("vanishing_gradients",
-                                 f"vanishing gradients at epoch {rec['epoch'] + 1}: the first layer's weight "
+                                 f"vanishing gradients {when}: the first layer's weight "
                                  f"gradient ({layers[0][0]}, norm {g_first:.3g}) is {ratio:.2g} times the last "
                                  f"layer's ({layers[-1][0]}, {g_last:.3g}); use ReLU with init='he' (or Xavier for "
                                  f"tanh), fewer sigmoid layers, or BatchNorm",
@@ -973,7 +1008,7 @@ def _gradient_findings(rec: dict, first: dict | None) -> list[Finding]:
                                   "last_grad_norm": g_last, "ratio": ratio}))
     elif len(layers) == 1 and 0 < biggest < VANISHING_ABS:
         found.append(Finding("vanishing_gradients",
-                             f"vanishing gradients at epoch {rec['epoch'] + 1}: the weight-gradient norm is "
+                             f"vanishing gradients {when}: the weight-gradient norm is "
                              f"{biggest:.3g}", {"epoch": rec["epoch"] + 1, "max_grad_norm": biggest}))
     return found
 
@@ -1087,8 +1122,14 @@ class _Diagnosis:
 
     def lr_too_high(self) -> Finding | None:
         loss = self.loss
-        if not loss or not all(math.isfinite(v) for v in loss):
-            return None  # NaN has its own finding
+        if not loss:
+            return None
+        bad = next((e for e, v in enumerate(loss) if not math.isfinite(v)), None)
+        if bad is not None:
+            # fit rejects NaN/inf data and the fused losses are stable: a loss that turns NaN diverged.
+            return Finding("lr_too_high",
+                           f"the training loss diverges to {loss[bad]} in epoch {bad + 1}: lower the learning "
+                           f"rate, {self.lr_hint(0.1)}", {"epoch": bad + 1, "lr": self.lr})
         # Blown up within the first epoch: its average is far above the first batch's loss.
         if self.initial is not None and loss[0] > 1.5 * self.initial and loss[0] > self.initial + 0.5:
             return Finding("lr_too_high",
@@ -1132,7 +1173,7 @@ class _Diagnosis:
         ratio = ""
         evidence = {"epoch1_loss": loss[0], "final_loss": loss[-1], "decrease": drop, "lr": self.lr}
         r = self.records[-1].get("update_ratio") if self.records else None
-        if r is not None and math.isfinite(r):
+        if r is not None and math.isfinite(r) and r < 1e-4:
             ratio = f"; each step changes the weights by {r:.2g} of their size (about 1e-3 is healthy)"
             evidence["update_ratio"] = r
         return Finding("lr_too_low",
