@@ -696,6 +696,18 @@ def _last_input(model: Sequential) -> tuple[int, np.ndarray | None]:
     return 0, None
 
 
+def _sum_squares(a: np.ndarray) -> float:
+    """Σa² of a contiguous 1-D slice, for the monitor's norms.
+
+    The BLAS dot product (SIMD, ~3 us for 17k float32 values, relative error ~1e-7) is 8x faster
+    than `_core.sum_squares`'s serial sum in double, and a monitor's norms need no more precision;
+    a float32 result that overflowed (values above ~1e19) is recomputed in double."""
+    v = float(np.dot(a, a))
+    if not math.isfinite(v):
+        v = _core.sum_squares(a)
+    return v
+
+
 def _saved_output(layer: Layer) -> np.ndarray | None:
     """The output of the layer's last training forward, when the layer kept it for its backward."""
     saved = layer._saved
@@ -735,10 +747,13 @@ class GradientMonitor(Callback):
         self.every = _checks.check_int(every, "GradientMonitor: every", 1)
         self.batches = _checks.check_int(batches, "GradientMonitor: batches", 1)
         self.model = None
-        self.records: list[dict[str, Any]] = []
-        self.flags: list[Finding] = []
+        # Records are built when read (`records`, `flags`, `initial_record`): during fit the monitor
+        # only keeps the raw measurements, so the per-epoch cost stays a few tens of microseconds.
+        self._records: list[dict[str, Any]] = []
+        self._flags: list[Finding] = []
+        self._initial: dict[str, Any] | None = None
+        self._pending: list[tuple] = []
         self.initial_loss: float | None = None
-        self.initial_record: dict[str, Any] | None = None
         self.expected_initial_loss: float | None = None
         self.layer_names: list[str] = []
         self.seconds = 0.0
@@ -772,8 +787,8 @@ class GradientMonitor(Callback):
             self.expected_initial_loss, _ = _expected_initial_loss(model)
         arena = model.arena
         # Per parameter layer: the (offset, size) slots of its weights ("weight", BatchNorm's
-        # "gamma", PReLU's "alpha"; all its parameters when it has none of those) and of the others.
-        self._slots: list[tuple[int, list[tuple[int, int]], list[tuple[int, int]]]] = []
+        # "gamma", PReLU's "alpha"; all its parameters when it has none of those).
+        self._slots: list[tuple[int, list[tuple[int, int]]]] = []
         for i, layer in enumerate(model.layers):
             weights, others = [], []
             for name in layer._param_shapes():
@@ -781,8 +796,8 @@ class GradientMonitor(Callback):
                 span = (off, int(np.prod(shape, dtype=np.int64)))
                 (weights if name in ("weight", "gamma", "alpha") else others).append(span)
             if weights or others:
-                self._slots.append((i, weights or others, others if weights else []))
-        last_param = max((i for i, _, _ in self._slots), default=-1)
+                self._slots.append((i, weights or others))
+        last_param = max((i for i, _ in self._slots), default=-1)
         self._hidden = [i < last_param for i in range(len(model.layers))]
         # Activation layers (no parameters, not Dropout/Identity): the ones whose outputs are watched.
         self._watch = [isinstance(l, _ACTIVATIONS) for l in model.layers]
@@ -811,9 +826,9 @@ class GradientMonitor(Callback):
                 self.initial_loss = float((logs or {}).get("loss", math.nan))
                 acc, totals = self._new_acc()
                 self._measure(acc, totals)
-                rec = self._record(self._epoch, acc, totals, {"loss": self.initial_loss}, None)
-                rec["batch"] = batch
-                self.initial_record = rec
+                self._pending.append((True, self._epoch, acc, totals, {"loss": self.initial_loss,
+                                                                       "batch": batch},
+                                      float(self.model.optimizer.lr), self._hidden))
             if batch in self._sample:
                 self._measure(self._acc, self._totals)
             if batch + 1 in self._sample:
@@ -823,8 +838,10 @@ class GradientMonitor(Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         t0 = time.perf_counter()
         if self._totals["grad_norm"]:
-            first = self.initial_record or (self.records[0] if self.records else None)
-            self.records.append(self._record(epoch, self._acc, self._totals, logs or {}, first))
+            logs = logs or {}
+            kept = {k: float(logs[k]) for k in ("loss", "val_loss", "lr") if k in logs}
+            self._pending.append((False, epoch, self._acc, self._totals, kept,
+                                  float(self.model.optimizer.lr), self._hidden))
         self._sample = set()
         self.seconds += time.perf_counter() - t0
 
@@ -833,13 +850,42 @@ class GradientMonitor(Callback):
     def _new_acc() -> tuple[dict[str, dict[str, list[float]]], dict[str, list[float]]]:
         return {}, {"grad_norm": [], "update_ratio": []}
 
-    def _record(self, epoch: int, acc: dict, totals: dict, logs: dict, first: dict | None) -> dict[str, Any]:
+    def _materialize(self) -> None:
+        """Turn the raw measurements kept during fit into records and flags."""
+        pending, self._pending = self._pending, []
+        for initial, epoch, acc, totals, logs, lr, hidden in pending:
+            first = self._initial or (self._records[0] if self._records else None)
+            rec = self._record(epoch, acc, totals, {"lr": lr, **logs}, None if initial else first, hidden)
+            if initial:
+                self._initial = rec
+            else:
+                self._records.append(rec)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """One dict per measured epoch (see the class docstring)."""
+        if self._pending:
+            self._materialize()
+        return self._records
+
+    @property
+    def flags(self) -> list[Finding]:
+        """The vanishing/exploding-gradient Findings raised so far, the first of each kind."""
+        if self._pending:
+            self._materialize()
+        return self._flags
+
+    @property
+    def initial_record(self) -> dict[str, Any] | None:
+        """The record of the first step of a fresh model ("batch": 0), or None."""
+        if self._pending:
+            self._materialize()
+        return self._initial
+
+    def _record(self, epoch: int, acc: dict, totals: dict, logs: dict, first: dict | None,
+                hidden: list[bool]) -> dict[str, Any]:
         """One record: the averages of the measured batches, and the flags they raise."""
-        rec: dict[str, Any] = {"epoch": int(epoch)}
-        for k in ("loss", "val_loss", "lr"):
-            if k in logs:
-                rec[k] = float(logs[k])
-        rec.setdefault("lr", float(self.model.optimizer.lr))
+        rec: dict[str, Any] = {"epoch": int(epoch), **logs}
         for k, vals in totals.items():
             rec[k] = sum(vals) / len(vals) if vals else math.nan
         layers = {}
@@ -847,14 +893,14 @@ class GradientMonitor(Callback):
             d = {k: sum(v) / len(v) for k, v in stats.items()}
             index, kind = name.split(".", 1)
             d["index"], d["type"] = int(index), kind
-            d["hidden"] = self._hidden[int(index)]
+            d["hidden"] = hidden[int(index)]
             layers[name] = d
         rec["layers"] = layers
         rec["flags"] = []
         for finding in _gradient_findings(rec, first):
             rec["flags"].append(finding.kind)
-            if finding.kind not in {f.kind for f in self.flags}:
-                self.flags.append(finding)
+            if finding.kind not in {f.kind for f in self._flags}:
+                self._flags.append(finding)
         return rec
 
     def _take_snapshot(self) -> None:
@@ -873,32 +919,25 @@ class GradientMonitor(Callback):
         if have_update:
             np.subtract(arena.params, self._snapshot, out=self._diff)
             self._snapshot_valid = False
-        # One pass per parameter slot over the gradients, the weights and the update (sum_squares
-        # accumulates in double); the whole-model totals are the sums of the slots'.
+        # Whole-model totals over the flat buffers (their padding is zero), then each layer's weights.
         params, grads, diff = arena.params, arena.grads, self._diff
-        sq = _core.sum_squares
-        g_all = w_all = u_all = 0.0
-        for i, weights, others in self._slots:
+        sq = _sum_squares
+        totals["grad_norm"].append(math.sqrt(sq(grads)))
+        if have_update:
+            w_all = sq(params)
+            totals["update_ratio"].append(math.sqrt(sq(diff) / w_all) if w_all > 0 else math.nan)
+        for i, weights in self._slots:
             g = w = u = 0.0
             for o, s in weights:
                 g += sq(grads[o:o + s])
                 w += sq(params[o:o + s])
                 if have_update:
                     u += sq(diff[o:o + s])
-            g_all, w_all, u_all = g_all + g, w_all + w, u_all + u
-            for o, s in others:
-                g_all += sq(grads[o:o + s])
-                w_all += sq(params[o:o + s])
-                if have_update:
-                    u_all += sq(diff[o:o + s])
             d = acc.setdefault(self.layer_names[i], {})
             d.setdefault("grad_norm", []).append(math.sqrt(g))
             d.setdefault("weight_norm", []).append(math.sqrt(w))
             if have_update:
                 d.setdefault("update_ratio", []).append(math.sqrt(u / w) if w > 0 else math.nan)
-        totals["grad_norm"].append(math.sqrt(g_all))
-        if have_update:
-            totals["update_ratio"].append(math.sqrt(u_all / w_all) if w_all > 0 else math.nan)
         for i, s in enumerate(self._activation_stats()):
             if s is None:
                 continue
