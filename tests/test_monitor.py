@@ -194,3 +194,34 @@ def test_monitor_errors(data):
         monitor.series(9, "grad_norm")
     with pytest.raises(TypeError, match="layer"):
         monitor.series(1.5, "grad_norm")
+
+
+def _synthetic(norms_per_epoch, ratio=1e-3):
+    """A monitor holding hand-made records: per epoch, the weight-gradient norms of two Dense layers."""
+    monitor = D.GradientMonitor()
+    for e, (g0, g2) in enumerate(norms_per_epoch):
+        layers = {"0.Dense": {"grad_norm": g0, "update_ratio": ratio, "index": 0, "type": "Dense", "hidden": True},
+                  "2.Dense": {"grad_norm": g2, "update_ratio": ratio, "index": 2, "type": "Dense", "hidden": False}}
+        monitor._records.append({"epoch": e, "loss": 1.0 / (e + 1), "lr": 0.1, "grad_norm": math.hypot(g0, g2),
+                                 "update_ratio": ratio, "layers": layers, "flags": []})
+    return monitor
+
+
+def test_gradient_rules_on_synthetic_records():
+    hist = {"loss": [1.0, 0.5, 0.33], "lr": [0.1] * 3}
+    kinds = lambda m: [f.kind for f in D.diagnose(hist, m)]  # noqa: E731
+    assert kinds(_synthetic([(0.5, 1.0), (0.4, 0.8), (0.3, 0.6)])) == []
+    grows = _synthetic([(0.5, 1.0), (5.0, 10.0), (500.0, 900.0)])
+    (f,) = D.diagnose(hist, grows)
+    assert f.kind == "exploding_gradients" and "grew" in f.message and f.evidence["growth"] > 100
+    assert "e.g. to 0.01" in f.message
+    assert kinds(_synthetic([(0.5, 1.0), (2e3, 1.0), (1.0, 1.0)])) == ["exploding_gradients"]
+    assert kinds(_synthetic([(0.5, 1.0), (float("inf"), 1.0), (float("nan"), 1.0)])) == ["nan", "exploding_gradients"]
+    tiny = _synthetic([(1e-9, 1e-8), (1e-9, 2e-8), (1e-9, 1e-8)])
+    (f,) = D.diagnose(hist, tiny)
+    assert f.kind == "vanishing_gradients"
+    (f,) = D.diagnose(hist, _synthetic([(1e-6, 1.0)] * 3))
+    assert f.kind == "vanishing_gradients" and "1e-06" in f.message
+    # vanishing early that recovers by the last epoch is no finding; exactly zero is blocked, not vanishing
+    assert kinds(_synthetic([(1e-6, 1.0), (1e-2, 1.0), (0.1, 1.0)])) == []
+    assert kinds(_synthetic([(0.0, 1.0)] * 3)) == []

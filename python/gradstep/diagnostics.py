@@ -174,7 +174,9 @@ def _subset(n: int, k: int, seed: int) -> np.ndarray:
 
 
 def _is_classification(model: Sequential) -> bool:
-    return model._labels_loss() or isinstance(model.loss, _losses.BinaryCrossEntropy)
+    """Single-label classification, where "accuracy" means something (not multi-label BCE)."""
+    return model._labels_loss() or (isinstance(model.loss, _losses.BinaryCrossEntropy)
+                                    and model.out_features == 1)
 
 
 def _accuracy(model: Sequential, out: np.ndarray, y: np.ndarray) -> float:
@@ -726,21 +728,23 @@ class GradientMonitor(Callback):
         monitor.series("0.Dense", "grad_norm")          # one value per recorded epoch
 
     Every `every` epochs it measures the last `batches` mini-batches of the epoch (their average is
-    the epoch's record): for each layer with parameters the weight-gradient norm, the weight norm
-    and the update-to-weight ratio ‖Δw‖/‖w‖ of one step (the weights are copied one batch before);
-    for every layer its output's mean and std, for hidden ReLU layers the fraction of dead units
-    (0 for the whole batch), for sigmoid/tanh the fraction of saturated outputs (|tanh| > 0.99,
-    sigmoid < 0.01 or > 0.99). The activation statistics are those of the measured step's training
-    forward, computed in C++ (`_core`): with the whole-step engine from its workspace, layer by layer
-    from the outputs the layers kept (or, for LeakyReLU and PReLU, which keep their input, from an
-    evaluation-mode forward of the last batch).
+    the epoch's record): for each Dense/Maxout layer the weight-gradient norm, the weight norm and
+    the update-to-weight ratio ||dw||/||w|| of one step (the weights are copied one batch before;
+    about 1e-3 is healthy), likewise for BatchNorm's gamma and PReLU's alpha; for each activation
+    layer its output's mean and std, for ReLU the fraction of dead units (0 for the whole batch),
+    for sigmoid/tanh the fraction of saturated outputs (|tanh| > 0.99, sigmoid < 0.01 or > 0.99).
+    The activation statistics are those of the measured step's training forward, computed in C++
+    (`_core`): with the whole-step engine from its workspace, layer by layer from the outputs the
+    layers kept (for LeakyReLU and PReLU, which keep their input, from an evaluation-mode forward of
+    the last batch). The first step of a fresh model is measured too (`initial_record`,
+    `initial_loss`).
 
-    `records` is a list of per-epoch dicts: {"epoch", "loss", "val_loss" (when validated), "lr",
-    "grad_norm" (all parameters), "update_ratio" (all parameters), "layers": {name: {...}},
-    "flags": [kinds]}, with layer names like "0.Dense". `initial_loss` is the first mini-batch's
-    loss of a fresh model (before any update), `expected_initial_loss` what knowing nothing gives.
-    `flags` lists the Findings raised so far (vanishing or exploding gradients); `seconds` is the
-    time spent in the monitor.
+    `records` lists per-epoch dicts: {"epoch", "loss", "val_loss" (when validated), "lr",
+    "grad_norm" and "update_ratio" (whole model), "layers": {name: {"grad_norm", "weight_norm",
+    "update_ratio", "mean", "std", "dead", "saturated", "index", "type", "hidden"} (the keys that
+    apply)}, "flags": [kinds]}, with layer names like "0.Dense". `expected_initial_loss` is what an
+    untrained model should give (ln C; None for MSE). `flags` lists the vanishing/exploding-gradient
+    Findings raised so far; `seconds` is the time spent in the monitor's hooks (its overhead).
     """
 
     def __init__(self, every: int = 1, batches: int = 1) -> None:
