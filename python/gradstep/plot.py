@@ -91,7 +91,7 @@ def gradients(monitor: Any, path: Any = None):
     if not monitor.records:
         raise ValueError("plot.gradients: the monitor has no records yet; pass it to fit(callbacks=[...]) first")
     plt = _pyplot()
-    fig, (ax_g, ax_u) = plt.subplots(1, 2, figsize=(11, 4.0))
+    fig, (ax_g, ax_u) = plt.subplots(1, 2, figsize=(13, 4.2))
     epochs = [e + 1 for e in monitor.epochs]
     names = list(dict.fromkeys(n for r in monitor.records for n, s in r["layers"].items() if "grad_norm" in s))
     names.sort(key=lambda n: int(n.split(".")[0]))
@@ -104,7 +104,7 @@ def gradients(monitor: Any, path: Any = None):
     ax_g.set_ylabel("weight-gradient norm")
     ax_g.set_title("gradient norm per layer")
     ax_g.grid(alpha=0.3)
-    ax_g.legend(fontsize=8)
+    ax_g.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: lines stay visible
     drawn = 0
     for name in sorted((n for n in monitor.layer_names), key=lambda n: int(n.split(".")[0])):
         for key, what in (("dead", "dead units"), ("saturated", "saturated")):
@@ -119,7 +119,7 @@ def gradients(monitor: Any, path: Any = None):
     ax_u.set_title("dead ReLUs / saturated sigmoid-tanh units")
     ax_u.grid(alpha=0.3)
     if drawn:
-        ax_u.legend(fontsize=8)
+        ax_u.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax_u.text(0.5, 0.5, "no ReLU, sigmoid or tanh layers", ha="center", va="center", transform=ax_u.transAxes)
     return _finish(fig, path)
