@@ -434,6 +434,20 @@ def test_diagnose_nan(digits):
     assert D.diagnose(history)[0].kind == "nan"  # from the history alone too
 
 
+def test_diagnose_tanh_saturated_by_unscaled_inputs():
+    X, y = gs.datasets.load_digits()  # raw pixels 0..16: Xavier tanh units start saturated
+    perm = np.random.default_rng(0).permutation(len(X))
+    X, y = X[perm], y[perm]
+    model = mlp([128, 64], gs.Tanh, "xavier")
+    model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(0.01, momentum=0.9), metrics=["accuracy"])
+    monitor = D.GradientMonitor()
+    history = model.fit(X[:1400], y[:1400], epochs=5, validation_data=(X[1400:], y[1400:]), callbacks=[monitor],
+                        verbose=0, seed=0)
+    (f,) = D.diagnose(history, monitor)
+    assert f.kind == "saturation" and "1.Tanh" in f.message and "standardize the inputs" in f.message
+    assert f.evidence["saturated_fraction"] > 0.5
+
+
 @pytest.mark.parametrize("name", sorted(HEALTHY))
 def test_diagnose_is_quiet_on_healthy_runs(digits, name):
     build, opt = HEALTHY[name]

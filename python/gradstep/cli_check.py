@@ -38,6 +38,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _save(fig: Any) -> None:
+    """Close a figure the plot function already saved (a command keeps none open)."""
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
 def _section(number: int, title: str) -> None:
     print(f"\n{number}. {title}")
 
@@ -104,7 +110,7 @@ def run(args: Any) -> int:
         print(_indent(f"note: --lr {args.lr:g} is {'above' if ratio > 1 else 'below'} the suggestion by "
                       f"{max(ratio, 1 / ratio):.0f}x; consider --lr {result.suggestion:.2g}"))
     if args.lr_plot:
-        gs.plot.lr_find(result, args.lr_plot)
+        _save(gs.plot.lr_find(result, args.lr_plot))
         print(_indent(f"plotted to {args.lr_plot}"))
 
     _section(5, f"{args.epochs} epoch{'s' if args.epochs != 1 else ''} with a GradientMonitor, then diagnose")
@@ -129,7 +135,7 @@ def run(args: Any) -> int:
         print(_indent("[ok] diagnose found nothing wrong in this run"))
     findings += [("training run", f) for f in diagnosed]
     if args.gradients_plot:
-        gs.plot.gradients(monitor, args.gradients_plot)
+        _save(gs.plot.gradients(monitor, args.gradients_plot))
         print(_indent(f"plotted to {args.gradients_plot}"))
 
     problems = [(where, f) for where, f in findings if not getattr(f, "ok", False)]
