@@ -13,7 +13,8 @@ from typing import Any
 
 def _pyplot():
     import matplotlib
-    if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+    usable = ("agg", "module://matplotlib_inline.backend_inline")  # already draw without a display
+    if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in usable:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
