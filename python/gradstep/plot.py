@@ -1,5 +1,10 @@
 """Plots with matplotlib (Agg backend when no display): figures are returned, and saved as PNG when
-`path` is given."""
+`path` is given.
+
+- `history(history)`: loss and metric curves per epoch, training and validation;
+- `lr_find(result)`: the learning-rate finder's loss against the learning rate, suggestion marked;
+- `gradients(monitor)`: a GradientMonitor's per-layer gradient norms and dead/saturated fractions.
+"""
 from __future__ import annotations
 
 import os
@@ -8,7 +13,8 @@ from typing import Any
 
 def _pyplot():
     import matplotlib
-    if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+    usable = ("agg", "module://matplotlib_inline.backend_inline")  # already draw without a display
+    if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in usable:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
@@ -42,4 +48,79 @@ def history(history: Any, path: Any = None):
         ax.grid(alpha=0.3)
         ax.legend()
         ax.set_title(key)
+    return _finish(fig, path)
+
+
+def lr_find(result: Any, path: Any = None):
+    """The learning-rate finder's loss against the learning rate (log axis): the raw losses faintly,
+    the smoothed curve, and the suggested rate as a vertical line with a marker on the curve."""
+    from .diagnostics import LRFindResult
+    if not isinstance(result, LRFindResult):
+        raise TypeError(f"plot.lr_find: result must be what gs.diagnostics.lr_find returns (an LRFindResult), "
+                        f"got {type(result).__name__}")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    lrs, smooth, raw = result.lrs, result.losses, result.raw_losses
+    finite = [v for v in smooth if v == v and abs(v) != float("inf")]
+    ax.plot(lrs, raw, color="tab:blue", alpha=0.3, lw=1, label="loss per mini-batch")
+    ax.plot(lrs, smooth, color="tab:blue", lw=2, label="smoothed loss")
+    ax.axvline(result.suggestion, color="tab:red", ls="--", lw=1.2, label=f"suggestion {result.suggestion:.2g}")
+    k = min(range(len(lrs)), key=lambda j: abs(lrs[j] - result.suggestion) if lrs[j] > 0 else float("inf"))
+    ax.plot([lrs[k]], [smooth[k]], marker="o", ms=8, color="tab:red", ls="none", label="_suggestion")
+    ax.plot([result.min_loss_lr], [min(finite)] if finite else [smooth[0]], marker="v", ms=7, color="tab:green",
+            ls="none", label=f"minimum at {result.min_loss_lr:.2g}")
+    ax.set_xscale("log")
+    if finite:
+        lo, hi = min(finite), max(finite[:max(1, len(finite) // 2)] + [finite[-1]])
+        pad = 0.1 * max(hi - lo, 1e-12)
+        ax.set_ylim(lo - pad, hi + 3 * pad)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("learning-rate finder" + (" (stopped when the loss diverged)" if result.stopped_early else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def gradients(monitor: Any, path: Any = None):
+    """A GradientMonitor's records: per-layer weight-gradient norms over the epochs (log axis), and
+    the fractions of dead ReLU units and of saturated sigmoid/tanh outputs."""
+    from .diagnostics import GradientMonitor
+    if not isinstance(monitor, GradientMonitor):
+        raise TypeError(f"plot.gradients: monitor must be a gs.diagnostics.GradientMonitor, "
+                        f"got {type(monitor).__name__}")
+    if not monitor.records:
+        raise ValueError("plot.gradients: the monitor has no records yet; pass it to fit(callbacks=[...]) first")
+    plt = _pyplot()
+    fig, (ax_g, ax_u) = plt.subplots(1, 2, figsize=(13, 4.2))
+    epochs = [e + 1 for e in monitor.epochs]
+    names = list(dict.fromkeys(n for r in monitor.records for n, s in r["layers"].items() if "grad_norm" in s))
+    names.sort(key=lambda n: int(n.split(".")[0]))
+    for name in names:
+        vals = monitor.series(name, "grad_norm")
+        # log axis: zero norms (all units blocked) cannot be drawn, NaN leaves a gap
+        ax_g.plot(epochs, [v if v > 0 else float("nan") for v in vals], marker="o", ms=3, label=name)
+    ax_g.set_yscale("log")
+    ax_g.set_xlabel("epoch")
+    ax_g.set_ylabel("weight-gradient norm")
+    ax_g.set_title("gradient norm per layer")
+    ax_g.grid(alpha=0.3)
+    ax_g.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: lines stay visible
+    drawn = 0
+    for name in sorted((n for n in monitor.layer_names), key=lambda n: int(n.split(".")[0])):
+        for key, what in (("dead", "dead units"), ("saturated", "saturated")):
+            vals = monitor.series(name, key)
+            if all(v != v for v in vals):
+                continue
+            ax_u.plot(epochs, vals, marker="o", ms=3, ls="-" if key == "dead" else "--", label=f"{name} {what}")
+            drawn += 1
+    ax_u.set_ylim(-0.03, 1.03)
+    ax_u.set_xlabel("epoch")
+    ax_u.set_ylabel("fraction")
+    ax_u.set_title("dead ReLUs / saturated sigmoid-tanh units")
+    ax_u.grid(alpha=0.3)
+    if drawn:
+        ax_u.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax_u.text(0.5, 0.5, "no ReLU, sigmoid or tanh layers", ha="center", va="center", transform=ax_u.transAxes)
     return _finish(fig, path)
