@@ -25,7 +25,7 @@ import numpy as np
 from . import _checks
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN", "CSVLogger",
-           "LearningRateScheduler", "TensorBoard"]
+           "LearningRateScheduler", "TensorBoard", "GradientMonitor"]
 
 _MODES = ("auto", "min", "max")
 
@@ -462,3 +462,11 @@ class TensorBoard(Callback):
 
     def __repr__(self) -> str:
         return f"TensorBoard(logdir={self.logdir!r})"
+
+
+def __getattr__(name: str):
+    # GradientMonitor lives in gradstep.diagnostics (which imports this module): served lazily.
+    if name == "GradientMonitor":
+        from .diagnostics import GradientMonitor
+        return GradientMonitor
+    raise AttributeError(f"module 'gradstep.callbacks' has no attribute {name!r}")

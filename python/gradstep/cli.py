@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="FILE.npz (array X) or FILE.csv")
     p.add_argument("--target", default=None, help="CSV column holding the label, to report accuracy")
     p.add_argument("--out", default=None, help="write predictions to this .csv or .npy (default: print)")
-    from . import cli_search  # imported here: it imports this module
+    from . import cli_check, cli_search  # imported here: they import this module
+    cli_check.add_parser(sub)
     cli_search.add_parser(sub)
     return parser
 
@@ -231,12 +232,17 @@ def cmd_predict(args: Any) -> int:
     return 0
 
 
+def cmd_check(args: Any) -> int:
+    from . import cli_check
+    return cli_check.run(args)
+
+
 def cmd_search(args: Any) -> int:
     from . import cli_search
     return cli_search.run(args)
 
 
-COMMANDS = {"train": cmd_train, "predict": cmd_predict, "search": cmd_search}
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "check": cmd_check, "search": cmd_search}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
