@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import os
 
-# libgomp reads its environment once, when it loads: passive waiting stops OpenMP's idle workers
-# from spinning against OpenBLAS's own thread pool (a GEMM followed by an OpenMP loop ran ~100x
-# slower on 2 cores without it; see BUILD-NOTES.md). The user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# libgomp reads its environment once, when it loads. gradstep runs OpenBLAS single-threaded inside
+# its own OpenMP blocks (see src/core/gemm.cpp), so OpenMP is the only thread pool and the ~100x
+# OpenBLAS-vs-libgomp spin contention of BUILD-NOTES.md cannot happen. What remains is how long
+# an idle OpenMP worker spins before it sleeps: libgomp's default (300000 spins, about a
+# millisecond) wastes a core when the machine is loaded, and no spin at all (passive) pays a
+# futex wake-up per parallel region, which made a 20-layer step 1.5x slower on 2 cores. A short
+# spin measured best on both counts (bench/README.md). The user's own settings win.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import scipy_openblas32 as _scipy_openblas32  # noqa: E402,F401  preload the BLAS (editable layouts)
 
