@@ -120,6 +120,37 @@ def bench_row(sizes, act, batch, repeats, threads):
     return {k: statistics.median(v) for k, v in t.items()}, steps
 
 
+def gemm_shapes(sizes: list[int], batch: int) -> list[tuple[str, int, int, int]]:
+    """The GEMMs of one training step as (transposes, M, N, K): y = x·W, dx = dy·Wᵀ, dW = xᵀ·dy."""
+    shapes = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes.append(("nn", batch, b, a))
+        if i > 0:
+            shapes.append(("nt", batch, a, b))
+        shapes.append(("tn", a, b, batch))
+    return shapes
+
+
+def blas_gflops(sizes: list[int], batch: int, threads: int, repeats: int) -> float:
+    """GFLOP/s of OpenBLAS's own sgemm (numpy's build, its own threading, `threads` threads) on the
+    step's GEMM shapes: the yardstick for the whole step at batch 512."""
+    from threadpoolctl import threadpool_limits
+    rng = np.random.default_rng(0)
+    ops = []
+    for kind, M, N, K in gemm_shapes(sizes, batch):
+        A = rng.standard_normal((K, M) if kind == "tn" else (M, K)).astype(np.float32)
+        B = rng.standard_normal((N, K) if kind == "nt" else (K, N)).astype(np.float32)
+        ops.append((A.T if kind == "tn" else A, B.T if kind == "nt" else B, np.empty((M, N), np.float32)))
+    with threadpool_limits(limits=threads, user_api="blas"):
+        def run(steps):
+            for _ in range(steps):
+                for a, b, c in ops:
+                    np.matmul(a, b, out=c)
+        run(3)
+        t = time_rounds({"blas": run}, 5, repeats)["blas"]
+    return flops_per_step(sizes, batch) / statistics.median(t) / 1e9
+
+
 def bench_sklearn_epoch(repeats: int) -> dict[str, float]:
     """Per-epoch time on digits, 64-128-64-10 ReLU, Adam, batch 32: gradstep fit vs MLPClassifier."""
     import warnings
@@ -190,6 +221,23 @@ def main(argv=None) -> int:
                 f"{ratio:.2f}× | {target}× | {gflops:.1f} |")
         lines.append(line)
         print(line, flush=True)
+    # The batch-512 row against the BLAS's own GFLOP/s, and the 1 -> 2 thread scaling of the step.
+    sizes512 = ROWS[2][1]
+    blas = blas_gflops(sizes512, 512, args.threads, args.repeats)
+    gs.set_num_threads(1)
+    torch.set_num_threads(1)
+    one, _ = bench_row(sizes512, "relu", 512, max(5, args.repeats // 2), 1)
+    gs.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    two, _ = bench_row(sizes512, "relu", 512, max(5, args.repeats // 2), args.threads)
+    step_gflops = flops_per_step(sizes512, 512) / two["gradstep"] / 1e9
+    lines += ["", "| batch 512, 784-256-128-10 | value | target |", "|---|---|---|",
+              f"| OpenBLAS sgemm alone on the step's 8 GEMM shapes ({args.threads} threads, numpy's build) | {blas:.1f} GFLOP/s | |",
+              f"| gradstep whole step | {step_gflops:.1f} GFLOP/s = {100 * step_gflops / blas:.0f}% of the BLAS | ≥ 60% |",
+              f"| gradstep step, 1 thread → {args.threads} threads | {one['gradstep'] * 1e3:.2f} → {two['gradstep'] * 1e3:.2f} ms = "
+              f"{one['gradstep'] / two['gradstep']:.2f}× | ≥ 1.6× |",
+              f"| PyTorch step, 1 thread → {args.threads} threads | {one['torch'] * 1e3:.2f} → {two['torch'] * 1e3:.2f} ms = "
+              f"{one['torch'] / two['torch']:.2f}× | |"]
     if not args.no_sklearn:
         sk = bench_sklearn_epoch(max(3, args.repeats // 3))
         lines += ["", "| per epoch, digits, 64-128-64-10 ReLU, Adam, batch 32 | gradstep s | scikit-learn s | ratio | target |",
