@@ -360,7 +360,7 @@ class Sequential:
                         logs["val_" + k] = v
                 logs["lr"] = float(self.optimizer.lr)
                 if bar is not None:
-                    bar.set_postfix_str(" ".join(f"{k}={v:.4g}" for k, v in logs.items()), refresh=True)
+                    bar.set_postfix_str(" ".join(f"{k}={v:.4g}" for k, v in logs.items()), refresh=False)
                     bar.close()
                 self.epochs_done += 1
                 history.append(epoch, logs)
