@@ -37,3 +37,13 @@ def rng() -> np.random.Generator:
 @pytest.fixture(params=DTYPES)
 def dtype(request) -> str:
     return request.param
+
+
+def subprocess_env(**extra: str) -> dict:
+    """The environment for a test's subprocess: this one, with PYTHONPATH made absolute (a
+    development run from the source tree; subprocesses may run in another directory)."""
+    import os
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep))
+    return env

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -8,11 +7,12 @@ import numpy as np
 import pytest
 
 import gradstep as gs
+from conftest import subprocess_env
 
 
 def run(*args, cwd=None, timeout=300):
     return subprocess.run([sys.executable, "-m", "gradstep", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          cwd=cwd, timeout=timeout, env=subprocess_env())
 
 
 def test_train_defaults_write_model_and_plot(tmp_path):

@@ -1,7 +1,6 @@
 """`gradstep search`: cli_search.add_parser / run, wired the way cli.py wires its subcommands."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 import gradstep as gs
+from conftest import subprocess_env
 from gradstep import cli, cli_search, search
 
 # The lead's wiring in cli.py: a subparser per command, errors as UsageError -> one line, exit 2.
@@ -131,7 +131,7 @@ def test_bad_flags_are_usage_errors(argv, word):
 
 
 def test_subprocess_exit_codes(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "python"))
+    env = subprocess_env()
     ok = subprocess.run([sys.executable, "-c", MAIN, "search", "--trials", "2", "--epochs", "1", *QUICK],
                         capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0, ok.stderr

@@ -1,11 +1,12 @@
 """The README's Python examples run as written (the docs stay true)."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import subprocess_env
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -15,11 +16,8 @@ def test_readme_python_blocks_run(tmp_path):
     assert len(blocks) >= 4
     script = tmp_path / "readme_blocks.py"
     script.write_text("\n".join(blocks))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if "PYTHONPATH" in env:  # a development run: make the path absolute for the subprocess
-        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep))
     r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=300, env=env)
+                       timeout=300, env=subprocess_env())
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "digits.safetensors").is_file() and (tmp_path / "curves.png").is_file()
     assert (tmp_path / "lr.png").is_file() and (tmp_path / "gradients.png").is_file()
