@@ -3,13 +3,13 @@ mistake. Runs the subcommand through a parser built here (as cli.main does), and
 `python -m gradstep check` once the command is wired into cli.py."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from conftest import subprocess_env
 from gradstep import cli, cli_check
 
 FAST = ["--layers", "32", "--epochs", "2", "--lr-steps", "30", "--overfit-steps", "300"]
@@ -88,9 +88,8 @@ def test_check_defaults_and_help():
 
 
 def test_gradstep_check_command(tmp_path):
-    if "check" not in getattr(cli, "COMMANDS", {}):
-        pytest.skip("`check` is not wired into cli.py yet")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    assert "check" in cli.COMMANDS
+    env = subprocess_env()
     r = subprocess.run([sys.executable, "-m", "gradstep", "check", *FAST], capture_output=True, text=True,
                        cwd=tmp_path, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
