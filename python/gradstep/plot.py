@@ -20,6 +20,11 @@ def _pyplot():
     return plt
 
 
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+    return MaxNLocator(integer=True)
+
+
 def _finish(fig: Any, path: Any) -> Any:
     fig.tight_layout()
     if path is not None:
@@ -42,6 +47,7 @@ def history(history: Any, path: Any = None):
         if "val_" + key in hist:
             ax.plot(epochs, hist["val_" + key], marker="o", ms=3, label=f"validation {key}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(_integer_ticks())
         ax.set_ylabel(key)
         if key == "loss" and min(hist[key]) > 0 and max(hist[key]) / min(hist[key]) > 50:
             ax.set_yscale("log")
