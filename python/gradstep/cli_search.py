@@ -55,24 +55,8 @@ def _stages(text: str) -> list[tuple[int, int]]:
     return stages
 
 
-def _n_jobs(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or -1 (all cores), got {text!r}") from None
-    if v < 1 and v != -1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or -1 (all cores), got {v}")
-    return v
-
-
-def _cv(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}") from None
-    if v < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {v}")
-    return v
+_n_jobs = cli.int_at_least(1, also=-1, what="a positive integer or -1 (all cores)")
+_cv = cli.int_at_least(2)
 
 
 def _layers_choice(text: str) -> str:
