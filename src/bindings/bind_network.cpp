@@ -30,14 +30,17 @@ struct NetworkHandle {
   py::array params, grads;
   std::vector<py::array> running_mean, running_var;
   py::object state0, state1;
+  // Filled once at construction and reused by every step, so a step allocates nothing.
+  std::vector<void*> rm_ptrs, rv_ptrs;
+  std::vector<uint64_t> seed_buf;
   int64_t P = 0;
   size_t n_dropout = 0;
   int64_t last_N = 0;
 
   template <class T>
   double step_impl(cpu::Network<T>& net, const py::array& x, const py::object& labels,
-                   const py::object& target, const std::vector<uint64_t>& seeds,
-                   const std::vector<double>& hyper, int64_t step) {
+                   const py::object& target, const py::sequence& seeds,
+                   const py::sequence& hyper_seq, int64_t step) {
     const char* fn = "Network.train_step";
     const int64_t I = layers.front().in, K = layers.back().out;
     const T* px = in<T>(x, fn, "x", {kAny, I});
@@ -67,23 +70,26 @@ struct NetworkHandle {
       if (target.is_none()) throw py::value_error("Network.train_step: target is required for this loss");
       a.target = in<T>(py::cast<py::array>(target), fn, "target", {N, K});
     }
-    if (seeds.size() != n_dropout)
+    if (static_cast<size_t>(py::len(seeds)) != n_dropout)
       throw py::value_error("Network.train_step: expected " + std::to_string(n_dropout) +
-                            " dropout seeds, got " + std::to_string(seeds.size()));
-    a.dropout_seeds = seeds;
-    for (size_t i = 0; i < running_mean.size(); ++i) {
-      a.running_mean.push_back(static_cast<T*>(running_mean[i].mutable_data()));
-      a.running_var.push_back(static_cast<T*>(running_var[i].mutable_data()));
-    }
+                            " dropout seeds, got " + std::to_string(py::len(seeds)));
+    for (size_t i = 0; i < n_dropout; ++i) seed_buf[i] = py::cast<uint64_t>(seeds[i]);
+    a.dropout_seeds = seed_buf.data();
+    a.running_mean = reinterpret_cast<T* const*>(rm_ptrs.data());
+    a.running_var = reinterpret_cast<T* const*>(rv_ptrs.data());
+    double hyper[6] = {0, 0, 0, 0, 0, 0};
+    const size_t n_hyper = static_cast<size_t>(py::len(hyper_seq));
+    for (size_t i = 0; i < n_hyper && i < 6; ++i) hyper[i] = py::cast<double>(hyper_seq[i]);
     if (step < 1) throw py::value_error("Network.train_step: step must be >= 1");
     a.step = step;
     a.opt = opt;
     a.state0 = state0.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state0).mutable_data());
     a.state1 = state1.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state1).mutable_data());
-    auto h = [&](size_t i) {
-      if (i >= hyper.size()) throw py::value_error("Network.train_step: too few hyperparameters");
-      return hyper[i];
-    };
+    const size_t needed = opt == cpu::OptOp::kAdam ? 6 : 5;
+    if (n_hyper != needed)
+      throw py::value_error("Network.train_step: expected " + std::to_string(needed) +
+                            " hyperparameters, got " + std::to_string(n_hyper));
+    auto h = [&](size_t i) { return hyper[i]; };
     switch (opt) {
       case cpu::OptOp::kSGD: a.sgd = {h(0), h(1), h(2), h(3), h(4) != 0.0}; break;
       case cpu::OptOp::kRMSprop: a.rmsprop = {h(0), h(1), h(2), h(3), h(4)}; break;
@@ -204,6 +210,11 @@ void bind_network(py::module_& m) {
              h->grads = grads;
              h->running_mean = running_mean;
              h->running_var = running_var;
+             for (size_t i = 0; i < running_mean.size(); ++i) {
+               h->rm_ptrs.push_back(h->running_mean[i].mutable_data());
+               h->rv_ptrs.push_back(h->running_var[i].mutable_data());
+             }
+             h->seed_buf.assign(h->n_dropout, 0);
              h->state0 = state0;
              h->state1 = state1;
              if (h->f64) h->net64 = std::make_unique<cpu::Network<double>>(h->layers, h->loss, h->P);
@@ -214,8 +225,8 @@ void bind_network(py::module_& m) {
            py::arg("running_mean"), py::arg("running_var"), py::arg("state0"), py::arg("state1"))
       // loss = train_step(x, labels or None, target or None, dropout_seeds, hyper, step)
       .def("train_step", [](NetworkHandle& h, const py::array& x, const py::object& labels,
-                            const py::object& target, const std::vector<uint64_t>& seeds,
-                            const std::vector<double>& hyper, int64_t step) {
+                            const py::object& target, const py::sequence& seeds,
+                            const py::sequence& hyper, int64_t step) {
              if (h.f64) return h.step_impl<double>(*h.net64, x, labels, target, seeds, hyper, step);
              return h.step_impl<float>(*h.net32, x, labels, target, seeds, hyper, step);
            },

@@ -38,8 +38,9 @@ struct StepArgs {
   const int64_t* labels;                // (N) class labels, or null
   const T* target;                      // (N, out) targets (MSE/BCE/soft labels), or null
   int64_t N;
-  std::vector<T*> running_mean, running_var;  // one per BatchNorm layer, in order
-  std::vector<uint64_t> dropout_seeds;        // one per Dropout layer, in order
+  T* const* running_mean;       // one (F) buffer per BatchNorm layer, in order
+  T* const* running_var;        // one (F) buffer per BatchNorm layer, in order
+  const uint64_t* dropout_seeds;  // one per Dropout layer, in order
   OptOp opt;
   SGDHyper sgd;
   RMSpropHyper rmsprop;
