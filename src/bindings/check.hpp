@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -27,16 +28,24 @@ inline std::string shape_str(const py::array& a) {
   return s.str();
 }
 
-inline std::string shape_str(const std::vector<int64_t>& shape) {
+inline std::string shape_str(const int64_t* shape, size_t ndim) {
   std::ostringstream s;
   s << "(";
-  for (size_t i = 0; i < shape.size(); ++i) {
+  for (size_t i = 0; i < ndim; ++i) {
     s << (i ? ", " : "");
     if (shape[i] == kAny) s << "*"; else s << shape[i];
   }
-  if (shape.size() == 1) s << ",";
+  if (ndim == 1) s << ",";
   s << ")";
   return s.str();
+}
+
+inline std::string shape_str(std::initializer_list<int64_t> shape) {
+  return shape_str(shape.begin(), shape.size());
+}
+
+inline std::string shape_str(const std::vector<int64_t>& shape) {
+  return shape_str(shape.data(), shape.size());
 }
 
 template <class T>
@@ -44,19 +53,20 @@ const char* dtype_name() {
   return sizeof(T) == 4 ? "float32" : "float64";
 }
 
-// Checks dtype T, C-contiguity and the shape (kAny entries match any size).
+// Checks dtype T, C-contiguity and the shape (kAny entries match any size). Takes the expected
+// shape as pointer + length so that a braced list ({N, K}) costs no heap allocation: the
+// whole-step binding runs these checks on every training step.
 template <class T>
-void check_array(const py::array& a, const char* fn, const char* name,
-                 const std::vector<int64_t>& shape) {
+void check_array(const py::array& a, const char* fn, const char* name, const int64_t* shape,
+                 size_t ndim) {
   if (!a.dtype().equal(py::dtype::of<T>()))
     throw py::type_error(std::string(fn) + ": " + name + " must have dtype " + dtype_name<T>() +
                          ", got " + std::string(py::str(a.dtype())));
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (size_t i = 0; ok && i < shape.size(); ++i)
-    ok = shape[i] == kAny || a.shape(i) == shape[i];
+  bool ok = a.ndim() == static_cast<py::ssize_t>(ndim);
+  for (size_t i = 0; ok && i < ndim; ++i) ok = shape[i] == kAny || a.shape(i) == shape[i];
   if (!ok)
-    throw py::value_error(std::string(fn) + ": " + name + " must have shape " + shape_str(shape) +
-                          ", got " + shape_str(a));
+    throw py::value_error(std::string(fn) + ": " + name + " must have shape " +
+                          shape_str(shape, ndim) + ", got " + shape_str(a));
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(fn) + ": " + name + " must be C-contiguous");
   if (a.size() > std::numeric_limits<int>::max())
@@ -65,13 +75,38 @@ void check_array(const py::array& a, const char* fn, const char* name,
 }
 
 template <class T>
-const T* in(const py::array& a, const char* fn, const char* name, const std::vector<int64_t>& shape) {
+void check_array(const py::array& a, const char* fn, const char* name,
+                 std::initializer_list<int64_t> shape) {
+  check_array<T>(a, fn, name, shape.begin(), shape.size());
+}
+
+template <class T>
+void check_array(const py::array& a, const char* fn, const char* name,
+                 const std::vector<int64_t>& shape) {
+  check_array<T>(a, fn, name, shape.data(), shape.size());
+}
+
+template <class T, class Shape>
+const T* in(const py::array& a, const char* fn, const char* name, const Shape& shape) {
   check_array<T>(a, fn, name, shape);
   return static_cast<const T*>(a.data());
 }
 
 template <class T>
-T* out(py::array& a, const char* fn, const char* name, const std::vector<int64_t>& shape) {
+const T* in(const py::array& a, const char* fn, const char* name, std::initializer_list<int64_t> shape) {
+  check_array<T>(a, fn, name, shape);
+  return static_cast<const T*>(a.data());
+}
+
+template <class T, class Shape>
+T* out(py::array& a, const char* fn, const char* name, const Shape& shape) {
+  check_array<T>(a, fn, name, shape);
+  if (!a.writeable()) throw py::value_error(std::string(fn) + ": " + name + " must be writable");
+  return static_cast<T*>(a.mutable_data());
+}
+
+template <class T>
+T* out(py::array& a, const char* fn, const char* name, std::initializer_list<int64_t> shape) {
   check_array<T>(a, fn, name, shape);
   if (!a.writeable()) throw py::value_error(std::string(fn) + ": " + name + " must be writable");
   return static_cast<T*>(a.mutable_data());
