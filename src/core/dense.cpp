@@ -22,7 +22,7 @@ template <class T>
 void column_sum(T* out, const T* a, int64_t N, int64_t O) {
   // Parallel over blocks of columns; each column is summed over rows in row order, so the result
   // does not depend on the thread count. The inner loop over columns vectorizes.
-  constexpr int64_t kBlock = 256;
+  constexpr int64_t kBlock = 64;  // 4 blocks for 256 features, so 2 threads share them
   const int64_t blocks = (O + kBlock - 1) / kBlock;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * O >= kParallelMin && blocks > 1)

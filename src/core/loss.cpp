@@ -9,6 +9,7 @@ namespace gradstep::cpu {
 namespace {
 
 constexpr int64_t kMaxChunks = 256;   // partial sums live on the stack: the kernels never allocate
+constexpr int64_t kExpCost = 16;       // an exp + log in double, in plain memory passes
 constexpr int64_t kChunkElems = 4096;  // a chunk is worth a thread's time from about this size
 constexpr int kLanes = 8;
 constexpr int64_t kRowBuf = 512;  // softmax rows up to this wide keep their exps on the stack
@@ -52,11 +53,13 @@ double elementwise_sum(int64_t n, const F& term) {
                      [&](int64_t i0, int64_t i1) { return lane_sum(i0, i1, term); });
 }
 
-// Sum over rows [0, N) of row_term(r) (each row touches K elements), rows in order.
+// Sum over rows [0, N) of row_term(r) (each row touches K elements), rows in order. `cost` weighs
+// an element against a plain memory pass when deciding on threads (an exp and a log in double cost
+// about 16); it never changes the chunks, so never the result.
 template <class F>
-double row_sum(int64_t N, int64_t K, const F& row_term) {
+double row_sum(int64_t N, int64_t K, const F& row_term, int64_t cost = 1) {
   const int64_t min_rows = std::max<int64_t>(1, kChunkElems / std::max<int64_t>(K, 1));
-  return chunked_sum(N, min_rows, N * K, [&](int64_t r0, int64_t r1) {
+  return chunked_sum(N, min_rows, N * K * cost, [&](int64_t r0, int64_t r1) {
     double s = 0.0;
     for (int64_t r = r0; r < r1; ++r) s += row_term(r);
     return s;
@@ -172,7 +175,7 @@ double softmax_xent_forward(T* probs, const T* logits, const int64_t* labels, in
     softmax_row(probs + r * K, x, K, m, log_s);
     // lse - x_y = log_s - (x_y - m): no term can overflow, whatever the logits' size.
     return log_s - (static_cast<double>(x[labels[r]]) - m);
-  });
+  }, kExpCost);
   return s / static_cast<double>(N);
 }
 
@@ -204,7 +207,7 @@ double softmax_xent_soft_forward(T* probs, const T* logits, const T* target, int
     for (int64_t k = 0; k < K; ++k)
       acc += static_cast<double>(t[k]) * ((static_cast<double>(x[k]) - m) - log_s);
     return -acc;
-  });
+  }, kExpCost);
   return s / static_cast<double>(N);
 }
 
