@@ -145,10 +145,12 @@ GS_CLONES double prelu_dalpha_sum(const T* x, const T* dy, int64_t n) {
 // Runs f(i0, i1) over fixed blocks of [0, n), in parallel when n is large. The blocks are
 // disjoint, so results do not depend on the thread count.
 template <class F>
-void for_blocks(int64_t n, F f) {
+void for_blocks(int64_t n, F f, int64_t cost = 1) {
+  // `cost` weighs an element against a plain memory pass when deciding on threads (an exp costs
+  // about 8); blocks are fixed, and elements independent, so threads never change the results.
   constexpr int64_t kBlock = 4096;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-  GS_PARALLEL_FOR(n)
+  GS_PARALLEL_FOR(n * cost)
   for (int64_t b = 0; b < blocks; ++b) f(b * kBlock, std::min(n, (b + 1) * kBlock));
 }
 
@@ -165,9 +167,11 @@ void for_row_blocks(int64_t N, int64_t K, F f) {
 
 // y = op(a) elementwise, in parallel blocks.
 template <class T, class Op>
-void parallel_map1(T* y, const T* a, int64_t n, Op op) {
-  for_blocks(n, [=](int64_t i0, int64_t i1) { map1(y + i0, a + i0, i1 - i0, op); });
+void parallel_map1(T* y, const T* a, int64_t n, Op op, int64_t cost = 1) {
+  for_blocks(n, [=](int64_t i0, int64_t i1) { map1(y + i0, a + i0, i1 - i0, op); }, cost);
 }
+
+constexpr int64_t kExpCost = 8;  // sigmoid, tanh, ELU: an exp (and a division) per element
 
 template <class T, class Op>
 void parallel_map2(T* y, const T* a, const T* b, int64_t n, Op op) {
@@ -186,7 +190,7 @@ void parallel_map3(T* y, const T* a, const T* b, const T* c, int64_t n, Op op) {
 // ---- sigmoid ------------------------------------------------------------------------------------
 template <class T>
 void sigmoid_forward(T* y, const T* x, int64_t n) {
-  parallel_map1(y, x, n, [](T v) { return sigmoid_t(v); });
+  parallel_map1(y, x, n, [](T v) { return sigmoid_t(v); }, kExpCost);
 }
 
 template <class T>
@@ -198,7 +202,7 @@ void sigmoid_backward(T* dx, const T* dy, const T* y, int64_t n) {
 // ---- tanh ---------------------------------------------------------------------------------------
 template <class T>
 void tanh_forward(T* y, const T* x, int64_t n) {
-  parallel_map1(y, x, n, [](T v) { return tanh_t(v); });
+  parallel_map1(y, x, n, [](T v) { return tanh_t(v); }, kExpCost);
 }
 
 template <class T>
@@ -237,7 +241,7 @@ void elu_forward(T* y, const T* x, int64_t n, T alpha) {
   // side is discarded, and this keeps it from overflowing. x >= 0 (−0 and NaN too) passes through.
   parallel_map1(y, x, n, [alpha](T v) {
     return select(v < T(0), expm1_t(select(v < T(0), v, T(0))) * alpha, v);
-  });
+  }, kExpCost);
 }
 
 template <class T>
