@@ -51,7 +51,7 @@ KINDS = ("ok", "skipped", "lr_too_high", "lr_too_low", "overfitting", "nan", "va
 GRADCHECK_TOL = 1e-6          # max relative error for GradcheckReport.ok
 VANISHING_RATIO = 1e-3        # first-layer / last-layer weight-gradient norm below this: vanishing
 VANISHING_ABS = 1e-7          # every weight-gradient norm below this: vanishing
-EXPLODING_NORM = 1e3          # a weight-gradient norm above this (or inf/NaN): exploding
+EXPLODING_NORM = 1e2          # a weight-gradient norm above this (or inf/NaN): exploding (He-init nets start at 1-10)
 EXPLODING_GROWTH = 1e2        # the total gradient norm growing by this factor over the run: exploding
 DEAD_FRACTION = 0.4           # fraction of a hidden ReLU layer's units that are 0 for a whole batch
 SATURATED_FRACTION = 0.25     # fraction of a hidden sigmoid/tanh layer's outputs in the flat tails
@@ -1114,7 +1114,8 @@ class _Diagnosis:
             if low:
                 out.append(low)
         # A diverging run's validation curve says nothing about overfitting: name the cause only.
-        over = None if high or any(f.kind == "nan" for f in out) else self.overfitting()
+        diverging = {f.kind for f in out + units} & {"nan", "lr_too_high", "exploding_gradients"}
+        over = None if diverging else self.overfitting()
         if over:
             out.append(over)
         return out + units
