@@ -7,6 +7,9 @@
 
 namespace gradstep::cpu {
 
+// Backward products below this many multiply-adds each run one after the other on one thread.
+constexpr int64_t kPairMinMacs = int64_t(1) << 17;
+
 template <class T>
 void dense_forward(T* y, const T* x, const T* W, const T* b, int64_t N, int64_t I, int64_t O) {
   // Fill y with the bias rows and let gemm accumulate onto them (beta = 1): one pass less over y,
@@ -41,14 +44,30 @@ void column_sum(T* out, const T* a, int64_t N, int64_t O) {
 template <class T>
 void dense_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t N,
                     int64_t I, int64_t O, T l2) {
-  if (dx) gemm<T>(false, true, N, I, O, T(1), dy, O, W, O, T(0), dx, I);  // (N,O)·(O,I)
   if (l2 != T(0)) {
     // Seed dW with l2·W and let the gemm accumulate xᵀ·dy onto it: no second pass over dW.
     const int64_t P = I * O;
     GS_PARALLEL_FOR(P)
     for (int64_t i = 0; i < P; ++i) dW[i] = l2 * W[i];
   }
-  gemm<T>(true, false, I, O, N, T(1), x, I, dy, O, l2 != T(0) ? T(1) : T(0), dW, O);  // (I,N)·(N,O)
+  const T beta_dW = l2 != T(0) ? T(1) : T(0);
+  if (dx) {
+    // dx = dy·Wᵀ (N,O)·(O,I) and dW = xᵀ·dy (I,N)·(N,O) are independent products of the same
+    // size, so two threads take one each, whole: no operand is packed twice, as it is when one
+    // product is split, and there is one parallel region instead of two. Each product is the same
+    // single BLAS call whatever the thread count, so the bits do not depend on it.
+    const bool pair = num_threads() >= 2 && N * I * O >= kPairMinMacs;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(2) if (pair)
+#endif
+    for (int task = 0; task < 2; ++task) {
+      if (task == 0) gemm_whole<T>(false, true, N, I, O, T(1), dy, O, W, O, T(0), dx, I);
+      else gemm_whole<T>(true, false, I, O, N, T(1), x, I, dy, O, beta_dW, dW, O);
+    }
+    (void)pair;
+  } else {
+    gemm<T>(true, false, I, O, N, T(1), x, I, dy, O, beta_dW, dW, O);  // (I,N)·(N,O), split
+  }
   if (db) column_sum<T>(db, dy, N, O);
 }
 

@@ -15,4 +15,10 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
+// The same product as one single-threaded BLAS call, never split: for callers that run two
+// independent products side by side on two threads (dense_backward's dx and dW).
+template <class T>
+void gemm_whole(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
 }  // namespace gradstep::cpu
