@@ -258,3 +258,15 @@ def test_state_dict_roundtrip_and_strictness():
     sd["0.weight"] = np.zeros((3, 3))
     with pytest.raises(ValueError, match="shape"):
         b.load_state_dict(sd)
+
+
+def test_accuracy_of_a_multi_label_bce_model_counts_each_output(rng):
+    # Every output of a multi-output BCE is its own yes/no decision: accuracy is the fraction of
+    # correct decisions, not an argmax over the outputs.
+    model = gs.Sequential([gs.Dense(4, 3, init="zeros")], dtype="float64")
+    model.compile(gs.BinaryCrossEntropy(from_logits=True), gs.SGD(lr=0.0), metrics=["accuracy"])
+    model.layers[0].params["bias"][...] = [1.0, -1.0, 1.0]  # logits say (1, 0, 1) for every row
+    X = rng.standard_normal((4, 4))
+    Y = np.array([[1, 0, 1], [1, 1, 1], [0, 0, 0], [1, 0, 0]], float)
+    assert model.evaluate(X, Y)["accuracy"] == pytest.approx(np.mean(Y == [1, 0, 1]))
+    np.testing.assert_array_equal(model.predict_classes(X), np.tile([1, 0, 1], (4, 1)))

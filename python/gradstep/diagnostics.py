@@ -184,7 +184,7 @@ def _is_classification(model: Sequential) -> bool:
 
 def _accuracy(model: Sequential, out: np.ndarray, y: np.ndarray) -> float:
     from . import metrics as _metrics
-    s, c = _metrics.batch_sums("accuracy", out, y, model._class_threshold())
+    s, c = _metrics.batch_sums("accuracy", out, y, model.loss)
     return s / max(c, 1)
 
 

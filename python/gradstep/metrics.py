@@ -5,6 +5,8 @@ divide once by the number of samples (accuracy) or of elements (mse, mae).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 METRICS = ("accuracy", "mse", "mae")
@@ -26,23 +28,12 @@ def check_metrics(metrics) -> list[str]:
     return out
 
 
-def predicted_classes(outputs: np.ndarray, threshold: float) -> np.ndarray:
-    """argmax over classes, or `outputs > threshold` for a single output column."""
-    if outputs.ndim == 2 and outputs.shape[1] > 1:
-        return np.argmax(outputs, axis=1)
-    return (outputs.reshape(-1) > threshold).astype(np.int64)
-
-
-def true_classes(target: np.ndarray) -> np.ndarray:
-    if target.ndim == 2 and target.shape[1] > 1:
-        return np.argmax(target, axis=1)  # class probabilities / one-hot
-    return np.rint(target.reshape(-1)).astype(np.int64)
-
-
-def batch_sums(name: str, outputs: np.ndarray, target: np.ndarray, threshold: float) -> tuple[float, int]:
-    """(sum over the batch, count) for metric `name`."""
+def batch_sums(name: str, outputs: np.ndarray, target: np.ndarray, loss: Any) -> tuple[float, int]:
+    """(sum over the batch, count) for metric `name`. The classes behind "accuracy" are the loss's
+    (`loss.predicted_classes` / `target_classes`): it knows whether outputs are logits or
+    probabilities, and that every output of a multi-output BCE is its own binary decision."""
     if name == "accuracy":
-        correct = predicted_classes(outputs, threshold) == true_classes(target)
+        correct = loss.predicted_classes(outputs) == loss.target_classes(target)
         return float(np.count_nonzero(correct)), correct.size
     diff = outputs.astype(np.float64) - target.reshape(outputs.shape)
     if name == "mse":

@@ -237,9 +237,6 @@ class Sequential:
     def _labels_loss(self) -> bool:
         return isinstance(self.loss, (_losses.SoftmaxCrossEntropy, _losses.NLL))
 
-    def _class_threshold(self) -> float:
-        return 0.0 if getattr(self.loss, "from_logits", False) else 0.5
-
     def _check_data(self, X: Any, y: Any, what: str, xname: str = "X", yname: str = "y") -> tuple[np.ndarray, np.ndarray]:
         X = _checks.numeric_array(X, f"{what}: {xname}")
         if X.ndim != 2:
@@ -339,7 +336,7 @@ class Sequential:
                     value = self.train_step(xb, yb)
                     sums["loss"] += value * xb.shape[0]
                     for m in self.metrics:
-                        s, c = _metrics.batch_sums(m, self._train_output(), yb, self._class_threshold())
+                        s, c = _metrics.batch_sums(m, self._train_output(), yb, self.loss)
                         msums[m] += s
                         counts[m] += c
                     if bar is not None:
@@ -418,7 +415,7 @@ class Sequential:
             out = self.forward(xb, training=False)
             total += self.loss.forward(out, yb) * xb.shape[0]
             for m in self.metrics:
-                s, c = _metrics.batch_sums(m, out, yb, self._class_threshold())
+                s, c = _metrics.batch_sums(m, out, yb, self.loss)
                 msums[m] += s
                 counts[m] += c
         result = {"loss": total / n + self.penalty()}
@@ -441,9 +438,10 @@ class Sequential:
         return np.concatenate(outs, axis=0)
 
     def predict_classes(self, X: Any, batch_size: int = 256) -> np.ndarray:
-        """Class labels: argmax over outputs, or a threshold on a single output (0.5 on
-        probabilities, 0 on logits)."""
-        return _metrics.predicted_classes(self.predict(X, batch_size), self._class_threshold())
+        """Class labels as the compiled loss reads the outputs: argmax over classes, or a
+        threshold per output (0.5 on probabilities, 0 on logits); argmax / 0.5 when uncompiled."""
+        loss = self.loss if self.loss is not None else _losses.Loss()
+        return loss.predicted_classes(self.predict(X, batch_size))
 
     # ---- description --------------------------------------------------------------------------
     def summary(self) -> str:
