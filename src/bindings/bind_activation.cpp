@@ -12,14 +12,6 @@ namespace gradstep::bind {
 
 namespace {
 
-std::vector<int64_t> shape_of(const py::array& a) {
-  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
-}
-
-std::vector<py::ssize_t> py_shape_of(const py::array& a) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
-
 // The result array: a new one shaped like `like`, or `out` (checked: dtype T, that shape,
 // C-contiguous, writable). `out` may be the input itself, for an in-place call; a view that only
 // partly overlaps an input is not detected and gives unspecified values.

@@ -10,22 +10,6 @@
 #include "core/dropout.hpp"
 
 namespace gradstep::bind {
-namespace {
-
-// Dropout is elementwise: any shape, as long as it is C-contiguous.
-std::vector<int64_t> any_shape(const py::array& a) {
-  return std::vector<int64_t>(static_cast<size_t>(a.ndim()), kAny);
-}
-
-std::vector<py::ssize_t> shape_of(const py::array& a) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
-
-std::vector<int64_t> exact_shape(const py::array& a) {
-  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
-}
-
-}  // namespace
 
 void bind_dropout(py::module_& m) {
   // (y, mask) = dropout_forward(x (any shape), p in [0, 1), seed (uint64)); mask holds 0 or
@@ -34,12 +18,12 @@ void bind_dropout(py::module_& m) {
     return dispatch(x, "dropout_forward", "x", [&](auto tag) -> py::tuple {
       using T = decltype(tag);
       const char* fn = "dropout_forward";
-      const T* px = in<T>(x, fn, "x", any_shape(x));
+      const T* px = in<T>(x, fn, "x", any_shape(x));  // elementwise: any C-contiguous shape
       if (!(p >= 0.0 && p < 1.0))
         throw py::value_error(std::string(fn) + ": p must be in [0, 1), got " + std::to_string(p));
       const int64_t n = static_cast<int64_t>(x.size());
-      auto y = empty<T>(shape_of(x));
-      auto mask = empty<T>(shape_of(x));
+      auto y = empty<T>(py_shape_of(x));
+      auto mask = empty<T>(py_shape_of(x));
       T* py_ = y.mutable_data();
       T* pm = mask.mutable_data();
       {
@@ -56,9 +40,9 @@ void bind_dropout(py::module_& m) {
       using T = decltype(tag);
       const char* fn = "dropout_backward";
       const T* pdy = in<T>(dy, fn, "dy", any_shape(dy));
-      const T* pm = in<T>(mask, fn, "mask", exact_shape(dy));
+      const T* pm = in<T>(mask, fn, "mask", shape_of(dy));
       const int64_t n = static_cast<int64_t>(dy.size());
-      auto dx = empty<T>(shape_of(dy));
+      auto dx = empty<T>(py_shape_of(dy));
       T* pdx = dx.mutable_data();
       py::gil_scoped_release nogil;
       cpu::dropout_backward<T>(pdx, pdy, pm, n);

@@ -11,17 +11,6 @@
 namespace gradstep::bind {
 namespace {
 
-std::vector<int64_t> shape_of(const py::array& a) {
-  std::vector<int64_t> s(static_cast<size_t>(a.ndim()));
-  for (py::ssize_t i = 0; i < a.ndim(); ++i)
-    s[static_cast<size_t>(i)] = dim(a, static_cast<int>(i));
-  return s;
-}
-
-std::vector<py::ssize_t> ssize_shape(const py::array& a) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
-
 void require_nonempty(const py::array& a, const char* fn, const char* name) {
   if (a.size() == 0)
     throw py::value_error(std::string(fn) + ": " + name +
@@ -98,7 +87,7 @@ void def_elementwise(py::module_& m, const char* fwd_name, const char* bwd_name,
       require_nonempty(pred, bwd_name, pred_name);
       const T* pt = in<T>(target, bwd_name, "target", shape);
       const int64_t n = static_cast<int64_t>(pred.size());
-      auto d = empty<T>(ssize_shape(pred));
+      auto d = empty<T>(py_shape_of(pred));
       T* pd = d.mutable_data();
       {
         py::gil_scoped_release nogil;

@@ -12,10 +12,6 @@
 namespace gradstep::bind {
 namespace {
 
-std::vector<int64_t> shape_of(const py::array& a) {
-  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
-}
-
 void check_step(int64_t step, const char* fn) {
   if (step < 1)
     throw py::value_error(std::string(fn) + ": step must be >= 1, got " + std::to_string(step));

@@ -145,4 +145,19 @@ auto dispatch(const py::array& a, const char* fn, const char* name, F&& f) {
 
 inline int64_t dim(const py::array& a, int i) { return static_cast<int64_t>(a.shape(i)); }
 
+// `a`'s own shape, to check another array against it (elementwise kernels: same shape).
+inline std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+// Any shape of `a`'s rank (kAny in every axis).
+inline std::vector<int64_t> any_shape(const py::array& a) {
+  return std::vector<int64_t>(static_cast<size_t>(a.ndim()), kAny);
+}
+
+// `a`'s shape for `empty<T>`, to allocate a result shaped like it.
+inline std::vector<py::ssize_t> py_shape_of(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
+}
+
 }  // namespace gradstep::bind
