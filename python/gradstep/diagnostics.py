@@ -701,19 +701,6 @@ def _last_input(model: Sequential) -> tuple[int, np.ndarray | None]:
     return 0, None
 
 
-def _sum_squares(a: np.ndarray) -> float:
-    """Σa² of a contiguous 1-D slice, for the monitor's norms.
-
-    The BLAS dot product (SIMD, ~3 us for 17k float32 values, relative error ~1e-7) is 8x faster
-    than `_core.sum_squares`'s serial sum in double, and a monitor's norms need no more precision;
-    a float32 result that overflowed (values above ~1e19) is recomputed in double."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        v = float(np.dot(a, a))
-    if not math.isfinite(v):
-        v = _core.sum_squares(a)
-    return v
-
-
 def _saved_output(layer: Layer) -> np.ndarray | None:
     """The output of the layer's last training forward, when the layer kept it for its backward."""
     saved = layer._saved
@@ -929,7 +916,7 @@ class GradientMonitor(Callback):
             self._snapshot_valid = False
         # Whole-model totals over the flat buffers (their padding is zero), then each layer's weights.
         params, grads, diff = arena.params, arena.grads, self._diff
-        sq = _sum_squares
+        sq = _core.sum_squares  # Σa² in double, 8 fixed-order lanes (~5 us for 17k values)
         totals["grad_norm"].append(math.sqrt(sq(grads)))
         if have_update:
             w_all = sq(params)

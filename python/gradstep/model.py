@@ -137,22 +137,12 @@ class Sequential:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed "index.name" (e.g. "0.weight")."""
-        state = {}
-        for i, layer in enumerate(self.layers):
-            for name, value in layer.params.items():
-                state[f"{i}.{name}"] = value.copy()
-            for name, value in layer.buffers.items():
-                state[f"{i}.{name}"] = value.copy()
-        return state
+        return {key: value.copy() for key, value in self._state_views().items()}
 
     def _state_views(self) -> dict[str, np.ndarray]:
-        views = {}
-        for i, layer in enumerate(self.layers):
-            for name, value in layer.params.items():
-                views[f"{i}.{name}"] = value
-            for name, value in layer.buffers.items():
-                views[f"{i}.{name}"] = value
-        return views
+        """Live views of every parameter and buffer, keyed as in `state_dict`."""
+        return {f"{i}.{name}": value for i, layer in enumerate(self.layers)
+                for name, value in {**layer.params, **layer.buffers}.items()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Copy values into the model. Strict loading rejects missing, unexpected and wrongly shaped
