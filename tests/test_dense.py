@@ -204,3 +204,14 @@ def test_unpickled_arrays_are_accepted():
     W = pickle.loads(pickle.dumps(np.ones((3, 2), np.float32)))
     from gradstep import _core
     np.testing.assert_array_equal(_core.dense_forward(x, W, None), np.full((2, 2), 3.0, np.float32))
+
+
+def test_arena_allocation_too_large_raises_memory_error():
+    # The C++ allocator of the flat buffers refuses before asking for the memory.
+    from gradstep import _core
+    with pytest.raises(MemoryError):
+        _core.alloc_zeros(2**45, "float32")
+    with pytest.raises(ValueError, match="size must be >= 0"):
+        _core.alloc_zeros(-1, "float32")
+    a = _core.alloc_zeros(5, "float64")
+    assert a.dtype == np.float64 and not a.any() and a.ctypes.data % 64 == 0

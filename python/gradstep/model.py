@@ -227,7 +227,8 @@ class Sequential:
     def _labels_loss(self) -> bool:
         return isinstance(self.loss, (_losses.SoftmaxCrossEntropy, _losses.NLL))
 
-    def _check_data(self, X: Any, y: Any, what: str, xname: str = "X", yname: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    def _check_X(self, X: Any, what: str, xname: str = "X") -> np.ndarray:
+        """A non-empty numeric (samples, in_features) array, not yet converted."""
         X = _checks.numeric_array(X, f"{what}: {xname}")
         if X.ndim != 2:
             raise ValueError(f"{what}: {xname} must be a 2-D array (samples, features), got shape {X.shape}")
@@ -236,6 +237,10 @@ class Sequential:
         if self.in_features is not None and X.shape[1] != self.in_features:
             raise ValueError(f"{what}: {xname} must have {self.in_features} features (the first layer's "
                              f"in_features), got {X.shape[1]}")
+        return X
+
+    def _check_data(self, X: Any, y: Any, what: str, xname: str = "X", yname: str = "y") -> tuple[np.ndarray, np.ndarray]:
+        X = self._check_X(X, what, xname)
         bad = _checks.first_nonfinite(X)
         if bad is not None:
             raise ValueError(f"{what}: {xname} holds NaN or inf (first at row {bad[0]}, column {bad[1]})")
@@ -416,14 +421,7 @@ class Sequential:
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs in evaluation mode (logits for a model trained with a fused loss)."""
         batch_size = _checks.check_int(batch_size, "predict: batch_size", 1)
-        X = _checks.numeric_array(X, "predict: X")
-        if X.ndim != 2:
-            raise ValueError(f"predict: X must be a 2-D array (samples, features), got shape {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError("predict: X is empty (0 samples)")
-        if self.in_features is not None and X.shape[1] != self.in_features:
-            raise ValueError(f"predict: X must have {self.in_features} features, got {X.shape[1]}")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        X = np.ascontiguousarray(self._check_X(X, "predict"), dtype=self.dtype)
         outs = [self.forward(X[s:s + batch_size], training=False) for s in range(0, X.shape[0], batch_size)]
         return np.concatenate(outs, axis=0)
 
