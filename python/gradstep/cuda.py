@@ -252,7 +252,8 @@ class Engine:
         return kind
 
     def _run(self, x: Any, y: Any, kind: str, idx: Any = None) -> float:
-        if self.optimizer._pending:  # a loaded optimizer state waits to be attached: send it
+        if self.optimizer._pending:  # a loaded optimizer state waits to be attached: send it,
+            self.model._sync_host()  # after fetching the device's newer parameters
             self.push()
         seeds = [d._next_seed() for d in self.dropouts]
         step = self.block.steps.get(self.keys[0], 0) + 1
