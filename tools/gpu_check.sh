@@ -31,8 +31,15 @@ fi
 
 stamp "build and install gradstep with GRADSTEP_CUDA=ON"
 export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
-GRADSTEP_CUDA=ON CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${GS_ARCHS:-90} -DCMAKE_CUDA_COMPILER=$(command -v nvcc)" \
-  $py -m pip install --no-build-isolation --no-deps --no-compile -q . || { stamp "BUILD FAILED"; exit 2; }
+if ! GRADSTEP_CUDA=ON CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=${GS_ARCHS:-90} -DCMAKE_CUDA_COMPILER=$(command -v nvcc)" \
+    $py -m pip install --no-build-isolation --no-deps --no-compile . > "$OUT/pip_install.log" 2>&1; then
+  tail -60 "$OUT/pip_install.log"
+  stamp "pip install FAILED: falling back to an in-place CMake build (python/ on PYTHONPATH)"
+  cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v $py)" \
+    -Dpybind11_DIR="$($py -m pybind11 --cmakedir)" -DGRADSTEP_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=${GS_ARCHS:-90} \
+    -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$repo/python/gradstep" && cmake --build build/gpu || { stamp "BUILD FAILED"; exit 2; }
+  export PYTHONPATH="$repo/python${PYTHONPATH:+:$PYTHONPATH}"
+fi
 so=$($py -c "import gradstep, glob, os; print(glob.glob(os.path.join(os.path.dirname(gradstep.__file__), '_cuda*.so'))[0])" 2>/dev/null) \
   && (cd /tmp && readelf -d "$so" | grep -E "NEEDED|RUNPATH|RPATH")
 
