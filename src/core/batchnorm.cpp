@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/common.hpp"
+#include "core/op.hpp"
 
 namespace gradstep::cpu {
 namespace {
@@ -179,5 +180,58 @@ void batchnorm_backward_eval(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x
 GS_INSTANTIATE(float)
 GS_INSTANTIATE(double)
 #undef GS_INSTANTIATE
+
+// ---- the BatchNorm op: (F) -> (F); slots gamma, beta (F); buffers running_mean, running_var (F).
+// Workspace (training): xhat (N,F), then the batch mean and inverse std (F each). In evaluation
+// mode it normalizes, and back-propagates, with the running statistics.
+namespace {
+
+template <class T>
+class BatchNormOp : public Op<T> {
+ public:
+  BatchNormOp(const OpAttrs& a, const Shape& in) {
+    F_ = a.integer("num_features", 1);
+    momentum_ = a.real("momentum");
+    eps_ = a.real("eps");
+    if (!(momentum_ >= 0.0 && momentum_ <= 1.0))
+      throw std::invalid_argument("BatchNorm: momentum must be in [0, 1]");
+    if (!(eps_ > 0.0)) throw std::invalid_argument("BatchNorm: eps must be > 0");
+    require_rank("BatchNorm", in, 1, "(features,)");
+    if (in.dims[0] != F_)
+      throw std::invalid_argument("BatchNorm: expects " + std::to_string(F_) +
+                                  " input features, got " + std::to_string(in.dims[0]));
+    this->in_ = in;
+    this->out_ = in;
+    this->params_ = {{"gamma", {F_}}, {"beta", {F_}}};
+    this->buffers_ = {{"running_mean", {F_}}, {"running_var", {F_}}};
+  }
+  int64_t workspace(int64_t N) const override { return N * F_ + 2 * F_; }
+  int64_t min_training_batch() const override { return 2; }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    if (a.training) {
+      T* mean = a.ws + a.N * F_;
+      batchnorm_forward_train<T>(y, a.ws, mean, mean + F_, a.buf[0], a.buf[1], x, a.w[0], a.w[1],
+                                 a.N, F_, static_cast<T>(momentum_), static_cast<T>(eps_));
+    } else {
+      batchnorm_forward_eval<T>(y, x, a.w[0], a.w[1], a.buf[0], a.buf[1], a.N, F_,
+                                static_cast<T>(eps_));
+    }
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T* x, const T*) override {
+    if (a.training)
+      batchnorm_backward<T>(dx, a.dw[0], a.dw[1], dy, a.ws, a.ws + a.N * F_ + F_, a.w[0], a.N, F_);
+    else
+      batchnorm_backward_eval<T>(dx, a.dw[0], a.dw[1], dy, x, a.w[0], a.buf[0], a.buf[1], a.N, F_,
+                                 static_cast<T>(eps_));
+  }
+
+ private:
+  int64_t F_;
+  double momentum_, eps_;
+};
+
+}  // namespace
+
+GS_REGISTER_OP("BatchNorm", BatchNormOp);
 
 }  // namespace gradstep::cpu
