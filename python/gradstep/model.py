@@ -86,6 +86,7 @@ class Sequential:
         self.arena: Arena | None = None
         self._in_shapes: list[tuple[int, ...] | None] = []
         self.out_shape: tuple[int, ...] | None = None
+        self.out_features: int | None = None
         if layers:
             self._build()
         self.loss: Any = None
@@ -126,10 +127,6 @@ class Sequential:
         """Features per sample of a model on (N, F) input (None for other inputs or when unknown)."""
         return self.input_shape[0] if self.input_shape is not None and len(self.input_shape) == 1 else None
 
-    @property
-    def out_features(self) -> int | None:
-        """Values per sample of the model's output (None when unknown)."""
-        return None if self.out_shape is None else int(np.prod(self.out_shape))
 
     def _infer_shapes(self, in_shape: tuple[int, ...] | None) -> tuple[list, tuple[int, ...] | None]:
         """Each layer's per-sample input shape and the model's output shape, walking from `in_shape`
@@ -166,6 +163,9 @@ class Sequential:
         if complete:
             self.input_shape = tuple(start)
         self._in_shapes, self.out_shape = shapes, out
+        # Values per sample of the model's output (None when unknown); an attribute, not a
+        # property, because every training step reads it.
+        self.out_features = None if out is None else int(np.prod(out))
         unbuilt = [l for l in self.layers if l.has_params and not l._param_shapes()]
         if not unbuilt and (self.arena is None or self._arena_stale()):
             self._build_arena()
