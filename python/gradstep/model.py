@@ -325,6 +325,9 @@ class Sequential:
             self.optimizer.step(self.parameters())
 
     def _forward_backward_layers(self, xb: Any, yb: Any) -> float:
+        # In the model's dtype, as the fused step takes it (a parameter-free first layer would
+        # otherwise compute in the batch's own float dtype).
+        xb = _checks.float_array(xb, "train_step: xb", self.dtype)
         out = self.forward(xb, training=True)
         if not self._labels_loss() and self.out_features == 1 and np.ndim(yb) == 1:
             yb = np.reshape(yb, (-1, 1))  # targets (N,) for a single-output model, as fit accepts
