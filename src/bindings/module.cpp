@@ -64,4 +64,6 @@ PYBIND11_MODULE(_core, m) {
   bind_loss(m);
   bind_optim(m);
   bind_network(m);
+  bind_conv(m);
+  bind_pool(m);
 }
