@@ -12,4 +12,6 @@ void bind_loss(pybind11::module_& m);
 void bind_optim(pybind11::module_& m);
 void bind_op(pybind11::module_& m);
 void bind_network(pybind11::module_& m);
+void bind_conv(pybind11::module_& m);
+void bind_pool(pybind11::module_& m);
 }  // namespace gradstep::bind

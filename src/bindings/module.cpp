@@ -65,4 +65,6 @@ PYBIND11_MODULE(_core, m) {
   bind_optim(m);
   bind_op(m);
   bind_network(m);
+  bind_conv(m);
+  bind_pool(m);
 }
