@@ -43,6 +43,13 @@ def _models():
         "softmax_nll": (lambda: [gs.Dense(6, 7), gs.Tanh(), gs.Dense(7, 4), gs.Softmax()], (6,), "nll"),
         "flatten_nd": (lambda: [gs.Sigmoid(), gs.Dropout(0.2), gs.Flatten(), gs.Dense(12, 5), gs.ELU(0.5),
                                 gs.LeakyReLU(0.2), gs.Identity(), gs.Dense(5, 2)], (2, 3, 2), "mse"),
+        "conv2d": (lambda: [gs.Conv2D(2, 3, (3, 2), stride=(2, 1), padding=1, dilation=(1, 2), l2=1e-2),
+                            gs.BatchNorm(3), gs.ReLU(), gs.MaxPool2D(2, stride=1, padding=1),
+                            gs.Conv2D(3, 4, 1, bias=False), gs.Dropout(0.2), gs.AvgPool2D(2, stride=1),
+                            gs.Flatten(), gs.Dense(4)], (2, 7, 6), "labels"),
+        "conv1d": (lambda: [gs.Conv1D(2, 3, 3, padding="same"), gs.Tanh(), gs.MaxPool1D(2),
+                            gs.Conv1D(3, 4, 2, stride=2), gs.BatchNorm(4), gs.AvgPool1D(2, stride=1, padding=1),
+                            gs.GlobalAvgPool(), gs.Dense(4, 4)], (2, 11), "labels"),
     }
 
 

@@ -12,7 +12,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
 from ._arena import Arena, Parameter
-from .layers.base import Layer
+from .layers.base import Elementwise, Layer
 
 __all__ = ["Sequential", "History"]
 
@@ -134,9 +134,12 @@ class Sequential:
         naming it, the layer the shape comes from, and the shape."""
         shapes: list[tuple[int, ...] | None] = []
         shape, source = in_shape, None
-        for i, layer in enumerate(self.layers):
-            if shape is None:
+        if shape is None:  # the first layer that fixes its input shape, past shape-keeping ones
+            for layer in self.layers:
                 shape = layer.input_shape_hint()
+                if shape is not None or not isinstance(layer, Elementwise):
+                    break
+        for i, layer in enumerate(self.layers):
             shapes.append(shape)
             if shape is None:
                 continue
@@ -157,7 +160,7 @@ class Sequential:
         parameters out in one arena once every layer knows its sizes."""
         start = in_shape or self.input_shape
         shapes, out = self._infer_shapes(start)
-        if start is None and shapes and shapes[0] is not None:
+        if start is None and shapes:
             start = shapes[0]
         complete = start is not None and all(s is not None for s in shapes)
         if complete:
@@ -276,7 +279,10 @@ class Sequential:
 
     def penalty(self) -> float:
         """Σ of the layers' regularization terms (Dense's (l2/2)·‖W‖²)."""
-        return float(sum(layer.penalty() for layer in self.layers))
+        if len(self._in_shapes) != len(self.layers):
+            return float(sum(layer.penalty() for layer in self.layers))
+        return float(sum(layer.penalty() if layer.op_kind is None else layer._penalty_for(shape)
+                         for layer, shape in zip(self.layers, self._in_shapes)))
 
     def _get_engine(self) -> Any:
         engine = self._engine

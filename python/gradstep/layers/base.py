@@ -118,12 +118,14 @@ class Layer:
 
     def penalty(self) -> float:
         """The regularization term this layer adds to the loss (Dense's L2), as its op computes it."""
-        if self.op_kind is None or self._arena is None:
+        return self._penalty_for(self._runner_key[0] if self._runner_key else self.input_shape_hint())
+
+    def _penalty_for(self, in_shape: tuple[int, ...] | None) -> float:
+        """The op's penalty, with the op built for `in_shape` (the term depends on the parameters
+        only, but an op exists for a given input shape)."""
+        if self.op_kind is None or self._arena is None or in_shape is None:
             return 0.0
-        shape = self.input_shape_hint()
-        if shape is None:
-            return 0.0
-        return self._op_runner(shape, self.dtype).penalty(self._arena.params)
+        return self._op_runner(tuple(in_shape), self.dtype).penalty(self._arena.params)
 
     # ---- the op ------------------------------------------------------------------------------
     def _op_attrs(self) -> dict[str, Any]:

@@ -62,10 +62,16 @@ class BatchNorm(Layer):
             setattr(self, name, new)
 
     def _check_input(self, x: Any) -> np.ndarray:
-        return self._input(x, 2, self.num_features)
+        a = _checks.numeric_array(x, "BatchNorm.forward: x")
+        if a.ndim in (3, 4):  # (N, C, L) / (N, C, H, W): per channel, as BatchNorm1d/2d
+            if a.shape[1] != self.num_features:
+                raise ValueError(f"BatchNorm.forward: x must have {self.num_features} channels "
+                                 f"(axis 1), got shape {a.shape}")
+            return self._input(a, None)
+        return self._input(a, 2, self.num_features)
 
     def _op_forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        if training and x.shape[0] < 2:
+        if training and x.shape[0] * int(np.prod(x.shape[2:], dtype=np.int64)) < 2:
             raise ValueError("BatchNorm.forward: Expected more than 1 value per channel when "
                              f"training, got x of shape {x.shape} (use training=False for "
                              "a single row)")
