@@ -32,9 +32,7 @@ from .layers import LAYER_REGISTRY
 from .layers import activation as _act
 from .layers.base import Layer
 from .layers.batchnorm import BatchNorm
-from .layers.dense import Dense
 from .layers.dropout import Dropout
-from .layers.maxout import Maxout
 from .model import History, Sequential
 
 __all__ = ["KINDS", "Finding", "GradcheckReport", "LRFindResult", "GradientMonitor", "gradcheck",
@@ -295,10 +293,17 @@ def gradcheck(model_or_layer: Any, x: Any, y: Any = None, loss: Any = None, eps:
             if model.loss is None:
                 raise ValueError(f"{fn}: y was given but the model has no loss; compile it or pass loss=")
             loss = copy.deepcopy(model.loss)
-        x64 = _checks.float_array(x, f"{fn}: x", np.dtype(np.float64), ndim=2)
-        if model.in_features is not None and x64.shape[1] != model.in_features:
-            raise ValueError(f"{fn}: x must have {model.in_features} features (the model's "
-                             f"in_features), got shape {x64.shape}")
+        x64 = _checks.float_array(x, f"{fn}: x", np.dtype(np.float64))
+        want = model.input_shape
+        if want is None or len(want) == 1:
+            if x64.ndim != 2:
+                raise ValueError(f"{fn}: x must be a 2-D array (N, features), got shape {x64.shape}")
+            if model.in_features is not None and x64.shape[1] != model.in_features:
+                raise ValueError(f"{fn}: x must have {model.in_features} features (the model's "
+                                 f"in_features), got shape {x64.shape}")
+        elif x64.shape[1:] != want:
+            raise ValueError(f"{fn}: x must have shape (N, {', '.join(map(str, want))}) (the model's "
+                             f"input_shape), got {x64.shape}")
         owner = model
     elif isinstance(model_or_layer, Layer):
         layer = model_or_layer
@@ -678,6 +683,8 @@ def lr_find(model: Sequential, X: Any, y: Any, min_lr: float = 1e-7, max_lr: flo
 
 # ---- the training monitor ----------------------------------------------------------------------
 _SATURATING = {_act.Sigmoid: "saturated_sigmoid", _act.Tanh: "saturated_tanh"}
+# Layers whose weight gradients tell vanishing/exploding gradients (those with a matrix or filters).
+_WEIGHT_LAYERS = ("Dense", "Maxout", "Conv1D", "Conv2D")
 _ACTIVATIONS = (_act.Sigmoid, _act.Tanh, _act.ReLU, _act.LeakyReLU, _act.ELU, _act.PReLU, _act.Softmax)
 
 
@@ -693,7 +700,7 @@ def _last_input(model: Sequential) -> tuple[int, np.ndarray | None]:
     if isinstance(x, np.ndarray):
         return 0, x
     for i, layer in enumerate(model.layers):
-        if isinstance(layer, (Dense, Maxout)):
+        if layer.has_params:
             return i, layer._last_x if layer._saved is not None else None
     return 0, None
 
@@ -1003,7 +1010,7 @@ def _gradient_findings(rec: dict, first: dict | None) -> list[Finding]:
     """Vanishing or exploding gradients in one epoch's record (against the first record)."""
     found: list[Finding] = []
     when = "at the first step" if "batch" in rec else f"at epoch {rec['epoch'] + 1}"
-    layers = [(n, s) for n, s in _param_layers(rec) if s["type"] in ("Dense", "Maxout")]
+    layers = [(n, s) for n, s in _param_layers(rec) if s["type"] in _WEIGHT_LAYERS]
     if not layers:
         return found
     norms = [s["grad_norm"] for _, s in layers]
