@@ -200,6 +200,27 @@ def test_dense_without_bias_and_l2(dtype):
 
 @needs_gpu
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_flatten_of_image_input_matches_the_cpu(dtype):
+    rng = np.random.default_rng(2)
+    data = [(rng.standard_normal((16, 3, 2, 2)).astype(dtype), rng.integers(0, K, 16)) for _ in range(3)]
+
+    def make():
+        return gs.Sequential([gs.Flatten(), gs.Dense(I, H), gs.ReLU(), gs.Dense(H, K)], dtype=dtype,
+                             seed=0, input_shape=(3, 2, 2))
+    run_pair(make, lambda: gs.SGD(lr=0.1), gs.SoftmaxCrossEntropy, data, dtype)
+
+
+@needs_gpu
+def test_layers_without_a_cuda_kernel_are_named():
+    model = gs.Sequential([gs.Conv2D(3, 4, 3), gs.Flatten(), gs.Dense(4 * 4 * 4, K)], seed=0,
+                          input_shape=(3, 6, 6))
+    with pytest.raises(ValueError, match="Conv2D"):
+        model.to("cuda")
+    assert model.device == "cpu"
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_fit_matches_the_cpu(dtype):
     rng = np.random.default_rng(3)
     X = rng.standard_normal((300, I)).astype(dtype)
@@ -332,8 +353,9 @@ def test_out_of_device_memory_is_a_cuda_error_and_the_process_goes_on():
 
 @needs_gpu
 def test_unsupported_layers_are_named():
-    class MyLayer(gs.ReLU):
-        pass
+    class MyLayer(gs.ReLU):  # its own forward: not the C++ op any more
+        def forward(self, x, training=True):
+            return super().forward(x, training)
     model = gs.Sequential([gs.Dense(3, 4), MyLayer(), gs.Dense(4, 2)], seed=0)
     with pytest.raises(ValueError, match="MyLayer"):
         model.to("cuda")

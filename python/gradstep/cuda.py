@@ -134,37 +134,44 @@ def to_device(array: Any, device: int = 0) -> Any:
 
 # ---- the training engine on the device ----------------------------------------------------------
 
-_LOSS_NAMES = ("softmax_xent", "softmax_xent_soft", "mse", "bce", "bce_logits", "nll")
+# Ops that act on each value alone run on any per-sample shape (the batch seen as rows of values);
+# the others need (N, F) input, as the MLP kernels here are written for it.
+_ANY_SHAPE = {"Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Identity", "Dropout", "Flatten"}
 
 
-def _layer_spec(i: int, layer: Any, features: int, slots: dict) -> tuple:
-    """(kind, in, out, slot offsets, attrs) of one layer: kind is the layer's class name (its op),
-    the attributes are the numbers of its config, the slots its parameters' offsets in the flat
-    buffer in `_param_shapes()` order."""
-    kind = type(layer).__name__
-    out = layer.output_features(features)
-    offsets = [slots[f"{i}.{name}"][0] for name in layer._param_shapes()]
-    attrs = {k: float(v) for k, v in layer.get_config().items()
-             if isinstance(v, (int, float, bool)) and not isinstance(v, str)}
-    if kind in ("Dense", "Maxout") and not getattr(layer, "bias", True):
-        offsets.append(-1)
-    return kind, int(features), int(out), offsets, attrs
+def _check_layers(model: Any) -> set:
+    """The backend's op kinds; ValueError naming the first layer it cannot run."""
+    kinds = set(_require().op_kinds())
+    for i, layer in enumerate(model.layers):
+        name = type(layer).__name__
+        # A layer that is not exactly its C++ op (a user's forward/backward) cannot run here.
+        if not layer.runs_as_op() or layer.op_kind not in kinds:
+            raise ValueError(f"to('cuda'): layer {i} ({name}) has no CUDA kernel; the CUDA "
+                             f"backend runs the ops {sorted(kinds)}")
+    return kinds
 
 
 def _layer_specs(model: Any) -> list[tuple]:
-    """The model's op descriptors; ValueError naming the first layer the backend cannot run."""
-    kinds = set(_require().op_kinds())
-    specs, features = [], model.in_features
+    """One (kind, values in, values out, slot offsets, attrs) per layer: the layer's op kind, its
+    per-sample sizes, its parameters' offsets in the flat buffer in the op's slot order, and the
+    numbers among its op attributes (the op descriptors the C++ network takes)."""
+    _check_layers(model)
+    shapes = list(model._in_shapes) + [model.out_shape]
+    specs = []
     for i, layer in enumerate(model.layers):
-        name = type(layer).__name__
-        # A user's subclass may override forward/backward: only gradstep's own classes are ops.
-        if name not in kinds or not type(layer).__module__.startswith("gradstep."):
-            raise ValueError(f"to('cuda'): layer {i} ({name}) has no CUDA kernel; the CUDA "
-                             f"backend runs {sorted(kinds)}")
-        if features is None:
-            raise ValueError("to('cuda'): the model's input features are unknown")
-        specs.append(_layer_spec(i, layer, features, model.arena.slots))
-        features = specs[-1][2]
+        kind, in_shape, out_shape = layer.op_kind, shapes[i], shapes[i + 1]
+        if in_shape is None or out_shape is None:
+            raise ValueError("to('cuda'): the model's shapes are not known yet (give input_shape)")
+        if kind not in _ANY_SHAPE and len(in_shape) != 1:
+            raise ValueError(f"to('cuda'): layer {i} ({type(layer).__name__}) on input of shape "
+                             f"(N, {', '.join(map(str, in_shape))}): the CUDA backend runs it on "
+                             f"(N, features) input only")
+        offsets = [off for _, off, _ in layer._op_slots()]
+        if kind in ("Dense", "Maxout") and len(offsets) == 1:
+            offsets.append(-1)  # no bias
+        attrs = {k: float(v) for k, v in layer._op_attrs().items()
+                 if isinstance(v, (int, float, bool, np.integer, np.floating))}
+        specs.append((kind, int(np.prod(in_shape)), int(np.prod(out_shape)), offsets, attrs))
     return specs
 
 
@@ -173,7 +180,7 @@ def check_model(model: Any, device: int) -> None:
     m = _require()
     if not 0 <= device < m.device_count():
         raise CudaError(f"gradstep CUDA: device cuda:{device} does not exist ({m.device_count()} visible)")
-    _layer_specs(model)
+    _check_layers(model)
 
 
 class Engine:
@@ -181,21 +188,22 @@ class Engine:
 
     def __init__(self, model: Any, device: int) -> None:
         from . import _engine
-        from .layers.batchnorm import BatchNorm
-        from .layers.dropout import Dropout
+        from . import losses as _losses
         m = _require()
         self.model = model
         self.device = device
-        self.optimizer = model.optimizer
-        codes = _engine._loss_codes(model.loss)
-        if codes is None or type(self.optimizer) not in _engine._builtin_optimizers() \
-                or not self.optimizer._flat_ok():
+        self.optimizer = opt = model.optimizer
+        loss = model.loss
+        kinds = loss.fused_kinds() if type(loss).__module__ == _losses.__name__ else (None, None)
+        if kinds == (None, None) or type(opt) not in _engine._builtin_optimizers() or not opt._flat_ok():
             raise ValueError(f"to('cuda'): the CUDA backend runs the built-in losses and optimizers "
-                             f"only, got {type(model.loss).__name__} and {type(self.optimizer).__name__}")
-        self.kinds = tuple(_LOSS_NAMES[c] if c >= 0 else None for c in codes)
+                             f"only, got {type(loss).__name__} and {type(opt).__name__}")
+        self.kinds = kinds
         specs = _layer_specs(model)
-        self.dropouts = [l for l in model.layers if isinstance(l, Dropout)]
-        self.batchnorms = [l for l in model.layers if isinstance(l, BatchNorm)]
+        self.in_shape = tuple(model.input_shape)
+        self.dropouts = [l for l in model.layers if l.op_kind == "Dropout"]
+        # Layers with buffers (BatchNorm's running statistics), in the C++ network's order.
+        self.buffered = [l._op_buffers() for l in model.layers if l.op_kind == "BatchNorm"]
         cls = m.Network32 if model.dtype == np.float32 else m.Network64
         self.net = cls(specs, model.arena.size, device)
         self.params = model.parameters()
@@ -220,9 +228,9 @@ class Engine:
         for which, s in ((2, self.state0), (3, self.state1)):
             if s is not None:
                 self.net.upload(which, s)
-        for j, bn in enumerate(self.batchnorms):
-            self.net.upload_bn(j, 0, bn.buffers["running_mean"])
-            self.net.upload_bn(j, 1, bn.buffers["running_var"])
+        for j, bufs in enumerate(self.buffered):
+            for which, b in enumerate(bufs):
+                self.net.upload_bn(j, which, b)
 
     def pull(self) -> None:
         """Device -> host: the same, into the model's own arrays."""
@@ -232,9 +240,9 @@ class Engine:
         for which, s in ((2, self.state0), (3, self.state1)):
             if s is not None:
                 self.net.download(which, s)
-        for j, bn in enumerate(self.batchnorms):
-            self.net.download_bn(j, 0, bn.buffers["running_mean"])
-            self.net.download_bn(j, 1, bn.buffers["running_var"])
+        for j, bufs in enumerate(self.buffered):
+            for which, b in enumerate(bufs):
+                self.net.download_bn(j, which, b)
 
     def usable(self) -> bool:
         return self.model.optimizer is self.optimizer and self.optimizer._flat_ok()
@@ -273,10 +281,13 @@ class Engine:
             value = self._run(xb, yb, self._kind(yb))
         else:
             from . import _checks
-            x = _checks.float_array(xb, "train_step: xb", self.model.dtype, ndim=2)
-            n = x.shape[0]
-            if x.shape[1] != self.model.in_features:
-                raise ValueError(f"train_step: xb must have {self.model.in_features} features, got {x.shape[1]}")
+            x = _checks.float_array(xb, "train_step: xb", self.model.dtype)
+            n = x.shape[0] if x.ndim else 0
+            if x.shape[1:] != self.in_shape:
+                if len(self.in_shape) == 1 and x.ndim == 2:
+                    raise ValueError(f"train_step: xb must have {self.in_shape[0]} features, got {x.shape[1]}")
+                raise ValueError(f"train_step: xb must have shape (N, {', '.join(map(str, self.in_shape))}), "
+                                 f"got {x.shape}")
             self._check_batch(n)
             y = self._host_targets(yb, n)
             value = self._run(x, y, self._kind(y))
@@ -301,7 +312,7 @@ class Engine:
     def _check_batch(self, n: int) -> None:
         if n < 1:
             raise ValueError("train_step: xb must have at least one row")
-        if self.batchnorms and n < 2:
+        if self.buffered and n < 2:
             raise ValueError("train_step: BatchNorm needs more than 1 sample per batch in training "
                              "(Expected more than 1 value per channel), got a batch of 1")
 

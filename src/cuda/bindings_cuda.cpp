@@ -51,6 +51,12 @@ class DeviceArray {
   int device() const { return device_; }
   const void* data() const { return buf_.get(); }
   int64_t rows() const { return shape_.empty() ? 1 : shape_[0]; }
+  // Values per row (the product of the shape past the first axis).
+  int64_t row_size() const {
+    int64_t n = 1;
+    for (size_t i = 1; i < shape_.size(); ++i) n *= shape_[i];
+    return n;
+  }
 
  private:
   DeviceBuffer buf_;
@@ -171,8 +177,8 @@ void bind_network(py::module_& m, const char* name) {
                const auto& Y = y.cast<const DeviceArray&>();
                auto ia = py::array_t<int64_t, py::array::c_style | py::array::forcecast>(idx);
                if (ia.ndim() != 1) throw std::invalid_argument("train_step: idx must be 1-D");
-               if (X.code() != code_of<T>() || X.shape().size() != 2 || X.shape()[1] != I)
-                 throw std::invalid_argument("train_step: x must be a device array of shape (M, " + std::to_string(I) + ") in the model's dtype, got " + shape_str(X.shape()));
+               if (X.code() != code_of<T>() || X.shape().size() < 2 || X.row_size() != I)
+                 throw std::invalid_argument("train_step: x must be a device array of (M, ...) rows of " + std::to_string(I) + " values in the model's dtype, got " + shape_str(X.shape()));
                if (Y.rows() != X.rows()) throw std::invalid_argument("train_step: x and y must have the same number of rows");
                const int64_t M = X.rows();
                idx_copy.assign(ia.data(), ia.data() + ia.size());
@@ -193,8 +199,8 @@ void bind_network(py::module_& m, const char* name) {
              } else if (py::isinstance<DeviceArray>(x)) {
                const auto& X = x.cast<const DeviceArray&>();
                const auto& Y = y.cast<const DeviceArray&>();
-               if (X.code() != code_of<T>() || X.shape().size() != 2 || X.shape()[1] != I)
-                 throw std::invalid_argument("train_step: x must be a device array of shape (N, " + std::to_string(I) + ") in the model's dtype, got " + shape_str(X.shape()));
+               if (X.code() != code_of<T>() || X.shape().size() < 2 || X.row_size() != I)
+                 throw std::invalid_argument("train_step: x must be a device array of (N, ...) rows of " + std::to_string(I) + " values in the model's dtype, got " + shape_str(X.shape()));
                in.src = Source::kDevice;
                in.N = X.rows();
                in.x = static_cast<const T*>(X.data());
@@ -209,8 +215,8 @@ void bind_network(py::module_& m, const char* name) {
                }
              } else {
                auto xa = x.cast<py::array>();
-               if (xa.ndim() != 2 || xa.shape(1) != I)
-                 throw std::invalid_argument("train_step: x must have shape (N, " + std::to_string(I) + ")");
+               if (xa.ndim() < 2 || xa.size() != xa.shape(0) * I)
+                 throw std::invalid_argument("train_step: x must hold rows of " + std::to_string(I) + " values");
                in.N = xa.shape(0);
                in.x = flat_ptr<T>(xa, "train_step: x", in.N * I, false);
                auto ya = y.cast<py::array>();

@@ -139,7 +139,7 @@ const std::map<std::string, size_t>& op_slots() {
   static const std::map<std::string, size_t> slots = {
       {"Dense", 2}, {"Sigmoid", 0}, {"Tanh", 0}, {"ReLU", 0}, {"LeakyReLU", 0}, {"ELU", 0},
       {"Identity", 0}, {"Dropout", 0}, {"BatchNorm", 2}, {"Maxout", 2}, {"PReLU", 1},
-      {"Softmax", 0}};
+      {"Softmax", 0}, {"Flatten", 0}};
   return slots;
 }
 
@@ -355,7 +355,7 @@ void Network<T>::enqueue_step(int64_t N, Loss loss, Opt opt) {
       if (l2 != 0.0) sum_squares<T>(s, scalars + 2 + pen++, W, I * O, 0.5 * l2);
     } else if (is_activation(L.kind, a)) {
       activation_forward<T>(s, a, y, x, n, static_cast<T>(attr(L, "alpha")));
-    } else if (L.kind == "Identity") {
+    } else if (L.kind == "Identity" || L.kind == "Flatten") {  // Flatten: the same row-major bytes
       check(cudaMemcpyAsync(y, x, n * sizeof(T), cudaMemcpyDeviceToDevice, s), "identity");
     } else if (L.kind == "Dropout") {
       dropout_forward<T>(s, y, w.extra[i].template as<T>(), x, n,
@@ -411,7 +411,7 @@ void Network<T>::enqueue_step(int64_t N, Loss loss, Opt opt) {
       if (L.slots[1] >= 0) column_sum<T>(s, grads + L.slots[1], scratch, dy, N, O);
     } else if (is_activation(L.kind, a)) {
       if (need_dx) activation_backward<T>(s, a, dnext, dy, xin, y, n, static_cast<T>(attr(L, "alpha")));
-    } else if (L.kind == "Identity") {
+    } else if (L.kind == "Identity" || L.kind == "Flatten") {
       if (need_dx) check(cudaMemcpyAsync(dnext, dy, n * sizeof(T), cudaMemcpyDeviceToDevice, s), "identity");
     } else if (L.kind == "Dropout") {
       if (need_dx) mul_forward<T>(s, dnext, dy, w.extra[i].template as<T>(), n);

@@ -29,7 +29,7 @@ namespace gradstep::cuda {
 
 struct LayerSpec {
   std::string kind;                     // the op kind, e.g. "Dense", "ReLU", "BatchNorm"
-  int64_t in = 0, out = 0;              // features per sample
+  int64_t in = 0, out = 0;              // values per sample (a Flatten's input may be (C, H, W))
   std::vector<int64_t> slots;           // parameter offsets into the flat buffer
   std::map<std::string, double> attrs;  // e.g. l2, alpha, p, momentum, eps, pieces
 };
