@@ -142,7 +142,7 @@ def bench_row(sizes, act, batch, repeats):
             times[k].append((time.perf_counter() - t0) / steps)
     # Same start, same batches: the first losses agree (a sanity check that both train the same net).
     check = build_gradstep(sizes, act).to("cuda").train_step(xs[0], ys[0])
-    ref = float(build_torch(build_gradstep(sizes, act), act, False, txs[0], tys[0])(txs[0], tys[0]))
+    ref = build_torch(build_gradstep(sizes, act), act, False, txs[0], tys[0])(txs[0], tys[0]).item()
     return {k: statistics.median(v) for k, v in times.items()}, steps, check, ref
 
 

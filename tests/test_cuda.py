@@ -64,7 +64,7 @@ def test_backend_module_without_driver_reports_the_driver():
     the CUDA runtime's own: cudaErrorInsufficientDriver, or no device."""
     m = gs.cuda._load()
     if m is None:
-        pytest.skip(f"gradstep was built without the CUDA backend: {gs.cuda._import_error}")
+        pytest.skip(gs.cuda._import_error)
     if GPU:
         assert m.device_error() == ""
         return
