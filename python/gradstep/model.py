@@ -281,7 +281,7 @@ class Sequential:
         if self.classes_ is None and self._labels_loss() and np.ndim(y) == 1:
             values = np.asarray(y)
             if values.dtype.kind not in "biuf":
-                self.classes_ = np.unique(_prep.check_classes(values, "fit: y").astype(str))
+                self.classes_ = _prep.check_classes(np.unique(values.astype(str)), "fit: y")
 
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,

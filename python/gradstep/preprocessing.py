@@ -42,7 +42,7 @@ class Standardize:
         self.scale = scale
 
     @classmethod
-    def fit(cls, X: Any) -> "Standardize":
+    def fit(cls, X: Any) -> Standardize:
         X = _checks.numeric_array(X, "Standardize.fit: X")
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"Standardize.fit: X must be a non-empty 2-D array (samples, features), "
@@ -72,7 +72,7 @@ class Standardize:
         """The tensors a model file holds for this step (names without the "prep." prefix)."""
         return {"mean": self.mean, "scale": self.scale}
 
-    def __eq__(self, other: Any) -> bool:
+    def __eq__(self, other: object) -> bool:
         return (isinstance(other, Standardize) and np.array_equal(self.mean, other.mean)
                 and np.array_equal(self.scale, other.scale))
 

@@ -13,14 +13,14 @@ status 2; Ctrl-C exits with 130.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import check, predict, search, train
 from .common import Parser, UsageError
 
 COMMANDS = {"train": train, "predict": predict, "check": check, "search": search}
 
-__all__ = ["main", "build_parser", "COMMANDS", "UsageError"]
+__all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 
 def build_parser() -> Parser:

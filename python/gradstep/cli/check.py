@@ -57,6 +57,7 @@ def _indent(text: str, by: str = "   ") -> str:
 def run(args: Any) -> int:
     """Run the checklist and print the report; returns the exit status (1 with findings, else 0)."""
     import gradstep as gs
+
     from .. import diagnostics as diag
 
     common.set_threads(args)

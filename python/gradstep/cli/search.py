@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
-
-import numpy as np
-
 import sys
+from typing import Any
 
 from . import common, data
 from .common import UsageError
@@ -91,9 +88,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="what to score (default: accuracy for classification, loss for regression)")
     s.add_argument("--lr-range", type=_range(log=True), default=None,
                    help="learning rates LOW,HIGH, log-uniform (default 1e-4,1e-1 when nothing else is searched)")
-    s.add_argument("--l2-range", type=_range(log=True), default=None, help="L2 strengths LOW,HIGH, log-uniform")
+    s.add_argument("--l2-range", type=_range(log=True), default=None, help="L2 strengths LOW,HIGH, log-uniform (default: --l2 only)")
     s.add_argument("--layers-choices", type=_layers_choice, nargs="+", default=None,
-                   help="hidden layer options, e.g. 64 128,64 256,128")
+                   help="hidden layer options, e.g. 64 128,64 256,128 (default: --layers only)")
     s.add_argument("--activation-choices", nargs="+", choices=sorted(common.ACTIVATIONS), default=None,
                    help="activations to try (default: --activation only)")
     s.add_argument("--optimizer-choices", nargs="+", choices=common.OPTIMIZERS, default=None,
