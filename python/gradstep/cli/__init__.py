@@ -12,6 +12,7 @@ status 2; Ctrl-C exits with 130.
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ngradstep: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `gradstep predict ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
