@@ -99,6 +99,10 @@ def run(args: Any) -> int:
     else:
         for row in pred:
             print(_row_text(row, classifier and not args.proba))
+    if y is not None and len(y) != len(X):
+        raise UsageError(f"--data: y has {len(y)} rows, X has {len(X)}")
+    if y is not None and not classifier and np.asarray(y).size != pred.size:
+        raise UsageError(f"--data: y has shape {np.shape(y)}; this model predicts {pred.shape[1]} value(s) per row")
     if y is not None:
         _report_score(model, y, pred if not args.proba else model.predict_classes(X), classifier, target)
     return 0
