@@ -117,6 +117,8 @@ def test_string_labels_columns_by_name_and_the_same_answers_in_python(work, caps
     one_line_error(rc, err, "lacks the feature column(s) ['b']")
     rc, _, err = main(capsys, "predict", "--model", "m.safetensors", "--data", "extra.csv")
     one_line_error(rc, err, "not trained on ['id']")
+    rc, _, err = main(capsys, "predict", "--model", "m.safetensors", "--data", "features.csv", "--target", "buy")
+    one_line_error(rc, err, "--target", "no column named 'buy'")
     # Item 5: the model file standardizes raw data itself; Python gives what the command line gives.
     model = gs.load("m.safetensors")
     assert model.feature_names_in_ == ["a", "b", "c"] and model.preprocessing is not None

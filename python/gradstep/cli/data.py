@@ -78,6 +78,8 @@ def csv_target(frame: Any, path: str, name: str) -> np.ndarray:
 def read_training_data(spec: str, target: str | None) -> Table:
     """`--data` of train/check/search: features and a target."""
     if spec == "digits":
+        if target is not None:
+            raise UsageError("--target names a CSV column; --data digits has none")
         from .. import datasets
         X, y = datasets.load_digits()
         return Table(X.astype(np.float64), y, source="digits")

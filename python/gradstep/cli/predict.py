@@ -53,6 +53,8 @@ def read_for_model(model: Any, path: str, target: str | None) -> tuple[np.ndarra
         return table.X, table.y, None
     frame = data.read_csv(path)
     columns = list(frame.columns)
+    if target is not None and target not in columns:
+        raise UsageError(f"--target: {path} has no column named {target!r}; its columns are {columns}")
     names = model.feature_names_in_
     trained_target = model.metadata.get("cli", {}).get("target")
     target = target or trained_target
