@@ -98,6 +98,11 @@ class Layer:
         """The regularization term this layer adds to the loss (Dense's L2); 0 by default."""
         return 0.0
 
+    def _after_backward(self) -> None:
+        """Called by `Sequential.backward` once every layer's `backward` has run. A layer that
+        shares another layer's parameter (TiedDense) adds its part of that gradient here, after
+        the owner has written (overwritten) its own."""
+
     # ---- forward / backward helpers ---------------------------------------------------------
     def forward(self, x: Any, training: bool = True) -> np.ndarray:
         raise NotImplementedError
