@@ -159,7 +159,8 @@ def autoencoders(model: Sequential, X: Any, *, epochs: int = 10, batch_size: int
         end = next(i for i in dense if i > index)  # the block: the Dense and what follows it up to the next Dense
         block = model.layers[index:end]
         encoder = [_clone(layer, model.dtype) for layer in block]
-        ae = Autoencoder(encoder, tied=bool(tied), dtype=model.dtype)
+        # The decoder's initial weights and the training's shuffles and noise all come from `seed`.
+        ae = Autoencoder(encoder, tied=bool(tied), dtype=model.dtype, seed=int(rng.integers(0, 2**63 - 1)))
         ae.model.load_state_dict({f"{j}.{k}": v for j, layer in enumerate(block)
                                   for k, v in {**layer.params, **layer.buffers}.items()}, strict=False)
         ae.compile(loss=loss, optimizer=new_optimizer())
