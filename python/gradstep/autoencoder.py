@@ -69,6 +69,9 @@ def mirrored_decoder(encoder_layers: list[Layer], tied: bool) -> list[Layer]:
     decoder: list[Layer] = []
     for k in range(len(dense) - 1, -1, -1):
         i, enc = dense[k]
+        if enc.in_features is None:
+            raise ValueError("Autoencoder: to mirror the encoder, its Dense layers need their in_features "
+                             "(Dense(in_features, out_features)); or pass decoder_layers")
         if tied:
             decoder.append(TiedDense(enc, bias=enc.bias))
         else:

@@ -39,6 +39,9 @@ class TiedDense(Layer):
         super().__init__()
         if not isinstance(encoder, Dense):
             raise TypeError(f"TiedDense: encoder must be a gs.Dense layer, got {type(encoder).__name__}")
+        if encoder.in_features is None:
+            raise ValueError("TiedDense: the encoder Dense does not know its in_features yet; build it as "
+                             "Dense(in_features, out_features) or run it once")
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"TiedDense: bias must be a bool, got {type(bias).__name__}")
         self.encoder = encoder
@@ -83,8 +86,11 @@ class TiedDense(Layer):
     def input_features(self) -> int:
         return self.in_features
 
-    def output_features(self, in_features: int) -> int:
-        return self.out_features
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if tuple(in_shape) != (self.in_features,):
+            raise ValueError(f"TiedDense: input must be ({self.in_features},) per sample (its encoder's "
+                             f"outputs), got shape {tuple(in_shape)}")
+        return (self.out_features,)
 
     def get_config(self) -> dict[str, Any]:
         return {"bias": self.bias}
