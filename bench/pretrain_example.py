@@ -9,7 +9,9 @@ Net: 64-100-100-100-100-10, sigmoid hidden units, every weight drawn from N(0, 0
 train/test split (seed 0). Arms, each over the seeds:
 - random:     fine-tune from the random weights;
 - pretrained: `gs.pretrain.autoencoders` first (binary cross-entropy autoencoders, Adam 1e-3);
-- denoising:  the same with masking noise (each input zeroed with probability --noise).
+- denoising:  the same with masking noise (each input zeroed with probability --noise);
+- xavier:     for context, no pre-training but Glorot-scaled random weights (init="xavier"), the
+              remedy the notes list beside pre-training (--no-xavier leaves it out).
 Fine-tuning: the same optimizer, epochs and batch size for every arm. A GradientMonitor records
 per-layer weight-gradient norms. Prints markdown tables; writes the plot (--plot) and, with
 --json, every number.
@@ -27,11 +29,11 @@ import gradstep as gs
 SIZES = (64, 100, 100, 100, 100, 10)
 
 
-def build(seed: int) -> gs.Sequential:
+def build(seed: int, init: str = "normal") -> gs.Sequential:
     layers = []
     for a, b in zip(SIZES[:-2], SIZES[1:-1]):
-        layers += [gs.Dense(a, b, init="normal"), gs.Sigmoid()]
-    layers.append(gs.Dense(SIZES[-2], SIZES[-1], init="normal"))
+        layers += [gs.Dense(a, b, init=init), gs.Sigmoid()]
+    layers.append(gs.Dense(SIZES[-2], SIZES[-1], init=init))
     return gs.Sequential(layers, seed=seed)
 
 
@@ -43,10 +45,10 @@ def optimizer(args: argparse.Namespace):
 
 def run(arm: str, seed: int, data, args) -> dict:
     Xtr, Xte, ytr, yte = data
-    model = build(seed)
+    model = build(seed, "xavier" if arm == "xavier" else "normal")
     t0 = time.perf_counter()
     pre = None
-    if arm != "random":
+    if arm in ("pretrained", "denoising"):
         pre = gs.pretrain.autoencoders(model, Xtr, epochs=args.pretrain_epochs, batch_size=32,
                                        optimizer=gs.Adam(lr=1e-3), noise=args.noise if arm == "denoising" else 0.0,
                                        seed=seed, verbose=0)
@@ -75,7 +77,7 @@ def plot(results: list[dict], arms: list[str], args, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    colors = {"random": "tab:red", "pretrained": "tab:blue", "denoising": "tab:green"}
+    colors = {"random": "tab:red", "pretrained": "tab:blue", "denoising": "tab:green", "xavier": "tab:gray"}
     fig, (ax_l, ax_g) = plt.subplots(1, 2, figsize=(12, 4.2))
     for arm in arms:
         runs = [r for r in results if r["arm"] == arm]
@@ -88,7 +90,9 @@ def plot(results: list[dict], arms: list[str], args, path: str) -> None:
                       alpha=0.8, lw=1.2, label=arm if j == 0 else None)
     ax_l.set_xlabel("fine-tuning epoch")
     ax_l.set_ylabel("training loss (softmax cross-entropy)")
-    ax_l.set_title(f"64-100-100-100-100-10 sigmoid, {args.optimizer} lr={args.lr:g}, {len(args.seeds)} seeds")
+    ax_l.set_title(f"64-100-100-100-100-10 sigmoid, N(0, 0.01²) weights (xavier: Glorot)\n{args.optimizer} "
+                   f"lr={args.lr:g}, {len(args.seeds)} seeds, {args.pretrain_epochs} pre-training epochs per layer",
+                   fontsize=10)
     ax_l.grid(alpha=0.3)
     ax_l.legend()
     ax_g.set_yscale("log")
@@ -107,6 +111,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=50, help="fine-tuning epochs (every arm)")
     p.add_argument("--pretrain-epochs", type=int, default=20, help="autoencoder epochs per hidden layer")
     p.add_argument("--noise", type=float, default=0.2, help="masking probability of the denoising arm")
+    p.add_argument("--no-xavier", action="store_true", help="leave out the xavier-init arm")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="fine-tuning (sgd: momentum 0.9)")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--plot", default="docs/pretrain_example.png", help="'' for none")
@@ -115,7 +120,8 @@ def main() -> None:
 
     X, y = gs.datasets.load_digits()
     data = gs.datasets.train_val_split(X / 16.0, y, val=0.25, seed=0)
-    arms = ["random", "pretrained"] + (["denoising"] if args.noise > 0 else [])
+    arms = (["random", "pretrained"] + (["denoising"] if args.noise > 0 else [])
+            + ([] if args.no_xavier else ["xavier"]))
     results = [run(arm, seed, data, args) for seed in args.seeds for arm in arms]
 
     print(f"fine-tuning: {args.optimizer} lr={args.lr:g}{' momentum 0.9' if args.optimizer == 'sgd' else ''}, "
