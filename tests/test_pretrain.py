@@ -319,3 +319,16 @@ def test_plot_pretrain_writes_a_png(tmp_path):
     assert path.stat().st_size > 1000
     with pytest.raises(TypeError, match="PretrainResult"):
         gs.plot.pretrain({"losses": []})
+
+
+def test_a_width_changing_layer_after_the_dense_is_part_of_its_block():
+    X = _data01()
+    model = gs.Sequential([gs.Dense(12, 9), gs.Maxout(9, 4, 3), gs.Dense(4, 2)], seed=0)
+    before = model.state_dict()
+    result = gs.pretrain.autoencoders(model, X, epochs=2, seed=0, verbose=0)
+    decoder = result.autoencoders[0].decoder_layers[0]
+    assert (decoder.in_features, decoder.out_features) == (4, 12)
+    after = model.state_dict()
+    assert not np.array_equal(after["1.weight"], before["1.weight"])  # the Maxout was trained and kept too
+    with pytest.raises(ValueError, match="tied"):
+        gs.pretrain.autoencoders(model, X, epochs=1, tied=True, verbose=0)

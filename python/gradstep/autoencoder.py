@@ -61,25 +61,35 @@ def _copy_activation(layer: Layer) -> Layer | None:
 
 def mirrored_decoder(encoder_layers: list[Layer], tied: bool) -> list[Layer]:
     """The encoder's Dense layers in reverse, each mapping back to its input (a new Dense, or a
-    TiedDense on its weight), with the encoder's activations between them and none at the end."""
-    dense = [(i, l) for i, l in enumerate(encoder_layers) if isinstance(l, Dense)]
+    TiedDense on its weight), with the encoder's activations between them and none at the end.
+
+    Each Dense starts a segment that runs up to the next Dense (its activation, perhaps a Maxout
+    that changes the width); the decoder of a segment maps the segment's output back to the
+    Dense's input."""
+    dense = [i for i, l in enumerate(encoder_layers) if isinstance(l, Dense)]
     if not dense:
         raise ValueError("Autoencoder: encoder_layers must hold at least one Dense layer to mirror "
                          "(or pass decoder_layers)")
+    bounds = dense + [len(encoder_layers)]
     decoder: list[Layer] = []
     for k in range(len(dense) - 1, -1, -1):
-        i, enc = dense[k]
+        enc = encoder_layers[dense[k]]
         if enc.in_features is None:
             raise ValueError("Autoencoder: to mirror the encoder, its Dense layers need their in_features "
                              "(Dense(in_features, out_features)); or pass decoder_layers")
+        width = enc.in_features
+        for layer in encoder_layers[dense[k]:bounds[k + 1]]:
+            width = layer.output_features(width)  # the segment's output width
         if tied:
+            if width != enc.out_features:
+                raise ValueError(f"Autoencoder: tied=True needs the layers after {enc!r} to keep its "
+                                 f"{enc.out_features} outputs, but they output {width}; use tied=False")
             decoder.append(TiedDense(enc, bias=enc.bias))
         else:
             init = enc.init if isinstance(enc.init, str) else "xavier"
-            decoder.append(Dense(enc.out_features, enc.in_features, init=init, dtype=enc.dtype))
-        if k > 0:  # the activation that follows the encoder Dense before this one
-            prev_i = dense[k - 1][0]
-            for layer in encoder_layers[prev_i + 1:i]:
+            decoder.append(Dense(width, enc.in_features, init=init, dtype=enc.dtype))
+        if k > 0:  # the activations of the segment before, between this decoder layer and the next
+            for layer in encoder_layers[dense[k - 1] + 1:dense[k]]:
                 act = _copy_activation(layer)
                 if act is not None:
                     decoder.append(act)
