@@ -36,13 +36,15 @@ from . import preprocessing  # noqa: E402
 from .preprocessing import Standardize  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .io import load  # noqa: E402
+from .autoencoder import Autoencoder  # noqa: E402
+from . import pretrain  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["Parameter", "init", "layers", "losses", "optim", "schedules", "callbacks", "datasets",
            "diagnostics", "metrics", "plot", "search", "sklearn", "Sequential", "History", "load",
            "preprocessing", "Standardize",
-           "seed", "get_num_threads", "set_num_threads"]
+           "seed", "get_num_threads", "set_num_threads", "Autoencoder", "pretrain"]
 __all__ += layers.__all__ + losses.__all__ + optim.__all__
 
 

@@ -273,6 +273,8 @@ class Sequential:
     def backward(self, grad: Any) -> np.ndarray:
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
+        for layer in self.layers:
+            layer._after_backward()
         return grad
 
     def _settle(self, x: Any) -> None:
