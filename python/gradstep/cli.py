@@ -76,6 +76,9 @@ def add_data_and_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="digits", help="'digits' (bundled, the default), FILE.npz (arrays X, y) or FILE.csv")
     p.add_argument("--target", default=None, help="CSV column holding the label (default: the last column)")
     p.add_argument("--layers", type=_layer_sizes, default=[128, 64], help="hidden layer sizes, e.g. 128,64")
+    p.add_argument("--conv", type=_layer_sizes, default=None,
+                   help="conv3x3+ReLU+2x2 max-pool blocks with these channel counts before the dense layers, "
+                        "e.g. 16,32 (image data: digits as (N, 1, 8, 8), or an .npz X of (N, C, H, W))")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     p.add_argument("--epochs", type=_positive_int, default=20)
     p.add_argument("--batch-size", type=_positive_int, default=32)
@@ -111,10 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_data(spec: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+def load_data(spec: str, target: str | None, images: bool = False) -> tuple[np.ndarray, np.ndarray]:
     from . import datasets
     if spec == "digits":
-        return datasets.load_digits()
+        return datasets.load_digits(images=images)
     if not os.path.exists(spec):
         raise UsageError(f"--data: no such file {spec!r} (use 'digits' or a .npz/.csv file)")
     if not spec.endswith((".npz", ".csv")):
@@ -133,6 +136,13 @@ def build_model(n_features: int, n_outputs: int, args: Any, classification: bool
     init = "he" if args.activation in ("relu", "leaky_relu", "prelu", "elu") else "xavier"
     layers: list = []
     width = n_features
+    channels = n_features  # image data (N, C, H, W): n_features is C
+    for c in getattr(args, "conv", None) or []:
+        layers += [gs.Conv2D(channels, c, 3, padding=1, l2=args.l2), gs.ReLU(), gs.MaxPool2D(2)]
+        channels = c
+    if getattr(args, "conv", None):
+        layers.append(gs.Flatten())
+        width = None  # the Dense layers take their input size from the data
     for size in args.layers:
         layers += [gs.Dense(width, size, init=init, l2=args.l2), act()]
         width = size
@@ -149,7 +159,10 @@ def prepare(args: Any):
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    X, y = load_data(args.data, args.target)
+    conv = bool(getattr(args, "conv", None))
+    X, y = load_data(args.data, args.target, images=conv)
+    if conv and X.ndim != 4:
+        raise UsageError(f"--conv: needs image data X of shape (N, C, H, W), got shape {X.shape}")
     classification = is_classification(y)
     if classification:
         classes, y = np.unique(y, return_inverse=True)
@@ -159,8 +172,11 @@ def prepare(args: Any):
         y = y.astype(np.float64)
     strat = y if classification and np.min(np.bincount(y)) >= 2 else None
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=args.test, random_state=args.seed, stratify=strat)
-    scaler = StandardScaler().fit(X_tr)
-    return (scaler.transform(X_tr), y_tr, scaler.transform(X_te), y_te, scaler, classification, classes)
+    # Each input value (pixel) standardized over the training set; images keep their shape.
+    scaler = StandardScaler().fit(X_tr.reshape(len(X_tr), -1))
+    X_tr = scaler.transform(X_tr.reshape(len(X_tr), -1)).reshape(X_tr.shape)
+    X_te = scaler.transform(X_te.reshape(len(X_te), -1)).reshape(X_te.shape)
+    return (X_tr, y_tr, X_te, y_te, scaler, classification, classes)
 
 
 def cmd_train(args: Any) -> int:
@@ -170,8 +186,12 @@ def cmd_train(args: Any) -> int:
     X_tr, y_tr, X_te, y_te, scaler, classification, classes = prepare(args)
     n_out = len(classes) if classification else 1
     model = build_model(X_tr.shape[1], n_out, args, classification)
-    model.preprocessing = {"mean": scaler.mean_.astype(np.float64), "scale": scaler.scale_.astype(np.float64)}
-    print(f"data: {args.data}: {X_tr.shape[0] + X_te.shape[0]} samples, {X_tr.shape[1]} features, "
+    model.build(X_tr.shape[1:])
+    shape = X_tr.shape[1:]
+    model.preprocessing = {"mean": scaler.mean_.astype(np.float64).reshape(shape),
+                           "scale": scaler.scale_.astype(np.float64).reshape(shape)}
+    what = f"{X_tr.shape[1]} features" if len(shape) == 1 else f"images {shape}"
+    print(f"data: {args.data}: {X_tr.shape[0] + X_te.shape[0]} samples, {what}, "
           + (f"{n_out} classes" if classification else "regression"))
     print(model.summary())
     history = model.fit(X_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size, validation_split=args.val,
@@ -211,8 +231,13 @@ def cmd_predict(args: Any) -> int:
     else:
         raise UsageError(f"--data: expected a .npz or .csv file, got {args.data!r}")
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != model.in_features:
-        raise UsageError(f"--data: X must have {model.in_features} features for this model, got shape {X.shape}")
+    if X.ndim == 2 and model.input_shape is not None and len(model.input_shape) > 1 \
+            and X.shape[1] == int(np.prod(model.input_shape)):
+        X = X.reshape(len(X), *model.input_shape)  # flat rows of an image model's pixels
+    if X.shape[1:] != model.input_shape:
+        want = (f"{model.in_features} features" if model.in_features is not None
+                else f"per-sample shape {model.input_shape}")
+        raise UsageError(f"--data: X must have {want} for this model, got shape {X.shape}")
     if model.preprocessing is not None:
         X = (X - model.preprocessing["mean"]) / model.preprocessing["scale"]
     labels = model._labels_loss() if model.loss is not None else model.out_features > 1
