@@ -85,3 +85,12 @@ def test_cli_train_conv_then_predict(tmp_path):
     np.savez(tmp_path / "bad.npz", X=X[:4, :, :7])
     r = run("predict", "--model", "cnn.safetensors", "--data", "bad.npz")
     assert r.returncode == 2 and "per-sample shape (1, 8, 8)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_conv_penalty_before_and_after_a_forward(rng):
+    layer = gs.Conv2D(2, 3, 3, l2=0.5, dtype="float64", seed=0)
+    before = layer.penalty()
+    w = layer.params["weight"]
+    assert before == pytest.approx(0.25 * float(np.sum(w * w)), rel=1e-12)
+    layer.forward(rng.standard_normal((2, 2, 5, 5)))
+    assert layer.penalty() == before  # the op's own term: the same bits

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks, _random
+from .. import _checks, _core, _random
 from .. import init as _init
 from .base import Layer, register
 
@@ -114,6 +114,12 @@ class _ConvND(Layer):
         x = self._input(x, self._nd + 2)
         self.output_shape(x.shape[1:])
         return x
+
+    def penalty(self) -> float:
+        if self._runner_key is None and self.l2 != 0.0:
+            # No input seen yet, so no op built: the op's term (l2/2)·Σw², the same arithmetic.
+            return 0.5 * self.l2 * _core.sum_squares(self._p["weight"])
+        return super().penalty()
 
     def _op_attrs(self) -> dict[str, Any]:
         stride, pads, dilation = self.kernel_args()
