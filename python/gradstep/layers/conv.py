@@ -57,6 +57,7 @@ class _ConvND(Layer):
         self.init = init
         self.l2 = _checks.check_float(l2, f"{cls}: l2", 0.0)
         self.seed = seed
+        self._ws: np.ndarray | None = None  # kernel scratch, kept across steps (grown as needed)
         self._allocate(dtype, _random.generator(seed))
 
     # ---- parameters -----------------------------------------------------------------------------
@@ -110,18 +111,28 @@ class _ConvND(Layer):
         return (self.out_channels, *out)
 
     # ---- passes ---------------------------------------------------------------------------------
+    def _workspace(self, x: np.ndarray) -> np.ndarray:
+        """Scratch for the kernels, reused while it is large enough (no allocation per step)."""
+        need = _core.conv_workspace_elems(x, self._p["weight"], *self.kernel_args())
+        if self._ws is None or self._ws.dtype != x.dtype or self._ws.size < need:
+            self._ws = np.empty(max(need, 1), dtype=x.dtype)
+        return self._ws
+
     def forward(self, x: Any, training: bool = True) -> np.ndarray:
         x = self._input(x, self._nd + 2)
         self.output_shape(x.shape[1:])
-        y = _core.conv_forward(x, self._p["weight"], self._p.get("bias"), *self.kernel_args())
+        y = _core.conv_forward(x, self._p["weight"], self._p.get("bias"), *self.kernel_args(),
+                               ws=self._workspace(x))
         self._saved = x
         self._remember_output(y)
         return y
 
     def backward(self, grad_y: Any) -> np.ndarray:
         dy = self._grad_output(grad_y)
-        return _core.conv_backward(dy, self._saved, self._p["weight"], self._g["weight"],
-                                   self._g.get("bias"), *self.kernel_args(), True, self.l2)
+        x = self._saved
+        return _core.conv_backward(dy, x, self._p["weight"], self._g["weight"],
+                                   self._g.get("bias"), *self.kernel_args(), True, self.l2,
+                                   ws=self._workspace(x))
 
     def penalty(self) -> float:
         if self.l2 == 0.0:
