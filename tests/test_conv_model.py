@@ -75,7 +75,7 @@ def test_cli_train_conv_then_predict(tmp_path):
     assert float(r.stdout.split("test accuracy: ")[1].split()[0]) > 0.9
     model = gs.load(tmp_path / "cnn.safetensors")
     assert model.input_shape == (1, 8, 8) and type(model.layers[0]).__name__ == "Conv2D"
-    assert model.preprocessing["mean"].shape == (1, 8, 8)
+    assert model.preprocessing.mean.shape == (1, 8, 8)
     X, y = gs.datasets.load_digits(images=True)
     np.savez(tmp_path / "flat.npz", X=X[:300].reshape(300, -1), y=y[:300])
     r = run("predict", "--model", "cnn.safetensors", "--data", "flat.npz", "--out", "p.npy")
