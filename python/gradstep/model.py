@@ -369,6 +369,7 @@ class Sequential:
 
     def _check_X(self, X: Any, what: str, xname: str = "X") -> np.ndarray:
         """A non-empty numeric (samples, *input_shape) array, not yet converted."""
+        X = _prep.select_columns(X, self.feature_names_in_, f"{what}: {xname}")
         X = _checks.numeric_array(X, f"{what}: {xname}")
         want = self.input_shape
         if want is not None and len(want) == 1 and X.ndim != 2:
