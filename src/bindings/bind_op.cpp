@@ -5,8 +5,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -83,6 +85,8 @@ struct Runner {
     x = py::none();
     y = py::none();
     N = 0;
+    const int64_t per_row = std::max(op->in_shape().size(), op->out_shape().size());
+    if (n > (int64_t(1) << 40) / per_row) throw std::bad_alloc();  // keeps workspace(n) exact
     ws.assign(static_cast<size_t>(op->workspace(n)), T(0));
     iws.assign(static_cast<size_t>(op->int_workspace(n)), 0);
     N = n;
