@@ -25,6 +25,8 @@ from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._arena import Parameter  # noqa: E402
 from . import init  # noqa: E402
 from . import layers  # noqa: E402
+
+layers.check_op_pairing()
 from .layers import *  # noqa: E402,F401,F403
 from . import losses, optim, schedules, callbacks, datasets  # noqa: E402
 from .losses import *  # noqa: E402,F401,F403

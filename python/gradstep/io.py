@@ -131,7 +131,7 @@ def load(path: Any):
             if cls is None:
                 raise ValueError(f"layer {i} has unknown class {spec['class']!r}")
             layers.append(cls(**spec["config"]))
-        model = Sequential(layers, dtype=cfg["dtype"], seed=None)
+        model = Sequential(layers, dtype=cfg["dtype"], seed=None, input_shape=cfg.get("input_shape"))
         model.seed = cfg.get("seed")
     except (KeyError, TypeError, ValueError) as e:
         raise _fail(path, f"describes an invalid architecture: {e}") from None

@@ -111,6 +111,12 @@ class Loss:
         return float(np.mean(p == t))
 
     # ---- description ------------------------------------------------------------------------
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        """The C++ network's loss kinds for (class-label targets, array targets), None where the
+        fused step cannot take that kind of target; (None, None) for a loss defined only by its
+        Python forward/backward."""
+        return None, None
+
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments (JSON-able)."""
         return {}
@@ -143,6 +149,9 @@ class MSE(Loss):
 
     name = "mse"
 
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        return None, "mse"
+
     def _forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, tuple]:
         return _core.mse_forward(pred, target), (pred, target)
 
@@ -163,6 +172,9 @@ class BinaryCrossEntropy(Loss):
     """
 
     name = "binary_crossentropy"
+
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        return None, "bce_logits" if self.from_logits else "bce"
 
     def __init__(self, from_logits: bool = False) -> None:
         super().__init__()
@@ -252,6 +264,9 @@ class SoftmaxCrossEntropy(_ClassLoss):
     name = "softmax_crossentropy"
     _pred_kind = "logits"
 
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        return "softmax_xent", "softmax_xent_soft"
+
     def check_target(self, target: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         name = f"{self._where()}: target"
         t = _checks.numeric_array(target, name)
@@ -291,6 +306,9 @@ class NLL(_ClassLoss):
 
     name = "nll"
     _pred_kind = "probabilities"
+
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        return "nll", None
 
     def check_pred(self, pred: Any) -> np.ndarray:
         p = super().check_pred(pred)

@@ -12,7 +12,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
 from ._arena import Arena, Parameter
-from .layers.base import Layer
+from .layers.base import Elementwise, Layer
 
 __all__ = ["Sequential", "History"]
 
@@ -42,6 +42,15 @@ def _layer_name(i: int, layer: Layer) -> str:
     return f"layer {i} ({layer!r})"
 
 
+def _check_shape(shape: Any, what: str) -> tuple[int, ...]:
+    """A per-sample shape: 1 to 3 positive ints, (F), (C, L) or (C, H, W)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not 1 <= len(shape) <= 3:
+        raise ValueError(f"{what} must be a per-sample shape (F), (C, L) or (C, H, W), got {shape!r}")
+    return tuple(_checks.check_int(d, f"{what}[{i}]", 1) for i, d in enumerate(shape))
+
+
 class Sequential:
     """Layers applied in order; all their parameters live in one flat buffer.
 
@@ -53,14 +62,16 @@ class Sequential:
     are drawn again from it, and it is the default seed of `fit`'s shuffling and dropout.
     """
 
-    def __init__(self, layers: Iterable[Layer], dtype: Any = "float32", seed: int | None = None) -> None:
+    def __init__(self, layers: Iterable[Layer] | None = None, dtype: Any = "float32",
+                 seed: int | None = None, input_shape: Any = None) -> None:
         if isinstance(layers, Layer):
             raise TypeError("Sequential: layers must be a list of layers, got a single layer; wrap it in [...]")
+        empty_ok = layers is None  # Sequential() then add(layer)...
         try:
-            layers = list(layers)
+            layers = list(layers) if layers is not None else []
         except TypeError:
             raise TypeError(f"Sequential: layers must be a list of gs layers, got {type(layers).__name__}") from None
-        if not layers:
+        if not layers and not empty_ok:
             raise ValueError("Sequential: layers must hold at least one layer, got an empty list")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
@@ -69,11 +80,15 @@ class Sequential:
             raise ValueError("Sequential: the same layer object appears twice in layers; build a new one")
         self.dtype = _checks.as_dtype(dtype, "Sequential: dtype")
         self.seed = None if seed is None else _checks.check_int(seed, "Sequential: seed", 0)
+        self.input_shape: tuple[int, ...] | None = (
+            None if input_shape is None else _check_shape(input_shape, "Sequential: input_shape"))
         self.layers: list[Layer] = layers
-        self._check_sizes()
-        self._build_arena()
-        if self.seed is not None:
-            self._reinitialize(np.random.default_rng(self.seed))
+        self.arena: Arena | None = None
+        self._in_shapes: list[tuple[int, ...] | None] = []
+        self.out_shape: tuple[int, ...] | None = None
+        self.out_features: int | None = None
+        if layers:
+            self._build()
         self.loss: Any = None
         self.optimizer: Any = None
         self.metrics: list[str] = []
@@ -91,22 +106,86 @@ class Sequential:
         self._last_output: np.ndarray | None = None
 
     # ---- construction -------------------------------------------------------------------------
-    def _check_sizes(self) -> None:
-        """Walk the feature counts through the layers; name the two layers that disagree."""
-        features, source = None, None
+    def add(self, layer: Layer) -> "Sequential":
+        """Append a layer (shapes are checked again; the model must not be compiled yet)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add: layer must be a gs layer, got {type(layer).__name__}")
+        if any(layer is l for l in self.layers):
+            raise ValueError("Sequential.add: this layer object is already in the model; build a new one")
+        if self.loss is not None:
+            raise ValueError("Sequential.add: add every layer before compile()")
+        self.layers.append(layer)
+        try:
+            self._build()
+        except Exception:
+            self.layers.pop()
+            raise
+        return self
+
+    @property
+    def in_features(self) -> int | None:
+        """Features per sample of a model on (N, F) input (None for other inputs or when unknown)."""
+        return self.input_shape[0] if self.input_shape is not None and len(self.input_shape) == 1 else None
+
+
+    def _infer_shapes(self, in_shape: tuple[int, ...] | None) -> tuple[list, tuple[int, ...] | None]:
+        """Each layer's per-sample input shape and the model's output shape, walking from `in_shape`
+        (or from the first layer that fixes one); a layer that cannot take its input raises,
+        naming it, the layer the shape comes from, and the shape."""
+        shapes: list[tuple[int, ...] | None] = []
+        shape, source = in_shape, None
+        if shape is None:  # the first layer that fixes its input shape, past shape-keeping ones
+            for layer in self.layers:
+                shape = layer.input_shape_hint()
+                if shape is not None or not isinstance(layer, Elementwise):
+                    break
         for i, layer in enumerate(self.layers):
-            need = layer.input_features()
-            if need is not None:
-                if features is not None and need != features:
-                    raise ValueError(
-                        f"Sequential: {_layer_name(i, layer)} expects {need} input features, but "
-                        f"{_layer_name(*source)} outputs {features}")
-                features = need
-            features = layer.output_features(features)
-            if need is not None or source is None:
-                source = (i, layer)  # the layer that last fixed the feature count
-        self.in_features = next((l.input_features() for l in self.layers if l.input_features() is not None), None)
-        self.out_features = features
+            shapes.append(shape)
+            if shape is None:
+                continue
+            try:
+                out = layer.output_shape(shape)
+            except ValueError as e:
+                where = (f"{_layer_name(*source)}, which outputs" if source is not None
+                         else "the model's input of")
+                raise ValueError(f"Sequential: {_layer_name(i, layer)} cannot take {where} shape "
+                                 f"(N, {', '.join(map(str, shape))}): {e}") from None
+            if out != shape or source is None:
+                source = (i, layer)  # the layer that last fixed the shape
+            shape = out
+        return shapes, shape
+
+    def _build(self, in_shape: tuple[int, ...] | None = None) -> None:
+        """Infer shapes (from `in_shape`, the model's input_shape or the first layer) and lay the
+        parameters out in one arena once every layer knows its sizes."""
+        start = in_shape or self.input_shape
+        shapes, out = self._infer_shapes(start)
+        if start is None and shapes:
+            start = shapes[0]
+        complete = start is not None and all(s is not None for s in shapes)
+        if complete:
+            self.input_shape = tuple(start)
+        self._in_shapes, self.out_shape = shapes, out
+        # Values per sample of the model's output (None when unknown); an attribute, not a
+        # property, because every training step reads it.
+        self.out_features = None if out is None else int(np.prod(out))
+        unbuilt = [l for l in self.layers if l.has_params and not l._param_shapes()]
+        if not unbuilt and (self.arena is None or self._arena_stale()):
+            self._build_arena()
+            if self.seed is not None:
+                self._reinitialize(np.random.default_rng(self.seed))
+            self._engine = None
+
+    def _arena_stale(self) -> bool:
+        return any(layer._arena is not self.arena for layer in self.layers if layer._param_shapes())
+
+    def _ensure_input(self, shape: tuple[int, ...]) -> None:
+        """Settle the input shape from a batch's per-sample shape (first batch)."""
+        if self.input_shape is None or self.arena is None:
+            self._build(tuple(int(d) for d in shape))
+
+    def _check_sizes(self) -> None:
+        self._build()
 
     def _build_arena(self) -> None:
         specs = [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
@@ -179,6 +258,7 @@ class Sequential:
 
     # ---- forward / backward -------------------------------------------------------------------
     def forward(self, x: Any, training: bool = False) -> np.ndarray:
+        self._settle(x)
         for layer in self.layers:
             x = layer.forward(x, training=training)
         return x
@@ -188,9 +268,21 @@ class Sequential:
             grad = layer.backward(grad)
         return grad
 
+    def _settle(self, x: Any) -> None:
+        """Build what the first batch decides (input shape, sizes of lazy layers, the arena)."""
+        if self.input_shape is None or self.arena is None:
+            shape = np.shape(x)
+            if len(shape) < 2:
+                raise ValueError(f"Sequential: x must be a batch (N, ...) with at least 2 dimensions, "
+                                 f"got shape {shape}")
+            self._ensure_input(tuple(shape[1:]))
+
     def penalty(self) -> float:
         """Σ of the layers' regularization terms (Dense's (l2/2)·‖W‖²)."""
-        return float(sum(layer.penalty() for layer in self.layers))
+        if len(self._in_shapes) != len(self.layers):
+            return float(sum(layer.penalty() for layer in self.layers))
+        return float(sum(layer.penalty() if layer.op_kind is None else layer._penalty_for(shape)
+                         for layer, shape in zip(self.layers, self._in_shapes)))
 
     def _get_engine(self) -> Any:
         engine = self._engine
@@ -201,19 +293,52 @@ class Sequential:
     def train_step(self, xb: Any, yb: Any) -> float:
         """One mini-batch: forward, loss, backward, optimizer update. Returns the loss (with the L2 terms).
 
-        Runs as one C++ call when every layer, the loss and the optimizer are built-in ones the
-        engine covers; otherwise layer by layer (same results)."""
+        Runs as one C++ call when every layer, the loss and the optimizer are built-in ones (their
+        C++ ops, loss and update); otherwise layer by layer (same results)."""
         self._require_compiled("train_step")
+        self._settle(xb)
         engine = self._get_engine()
         if engine:
             self._last_output = None
             return engine.step(xb, yb)
+        value = self._forward_backward_layers(xb, yb)
+        self.optimizer.step(self.parameters())
+        return value
+
+    def forward_backward(self, xb: Any, yb: Any) -> float:
+        """The first half of `train_step`: forward, loss and backward; returns the loss (with the L2
+        terms) and leaves the gradients in the flat buffer `arena.grads` (every `layer.grads` is a
+        view of it). `update()` is the second half; data parallelism all-reduces the gradient
+        buffer between them."""
+        self._require_compiled("forward_backward")
+        self._settle(xb)
+        engine = self._get_engine()
+        if engine:
+            self._last_output = None
+            return engine.forward_backward(xb, yb)
+        return self._forward_backward_layers(xb, yb)
+
+    def update(self) -> None:
+        """The second half of `train_step`: the optimizer's update from the gradients in
+        `arena.grads`, as they are now."""
+        self._require_compiled("update")
+        if self.arena is None:
+            raise ValueError("update: the model is not built yet (run forward_backward first)")
+        engine = self._get_engine()
+        if engine:
+            engine.update()
+        else:
+            self.optimizer.step(self.parameters())
+
+    def _forward_backward_layers(self, xb: Any, yb: Any) -> float:
+        # In the model's dtype, as the fused step takes it (a parameter-free first layer would
+        # otherwise compute in the batch's own float dtype).
+        xb = _checks.float_array(xb, "train_step: xb", self.dtype)
         out = self.forward(xb, training=True)
         if not self._labels_loss() and self.out_features == 1 and np.ndim(yb) == 1:
             yb = np.reshape(yb, (-1, 1))  # targets (N,) for a single-output model, as fit accepts
         value = self.loss.forward(out, yb) + self.penalty()
         self.backward(self.loss.backward())
-        self.optimizer.step(self.parameters())
         self._last_output = out
         return value
 
@@ -228,22 +353,34 @@ class Sequential:
         return isinstance(self.loss, (_losses.SoftmaxCrossEntropy, _losses.NLL))
 
     def _check_X(self, X: Any, what: str, xname: str = "X") -> np.ndarray:
-        """A non-empty numeric (samples, in_features) array, not yet converted."""
+        """A non-empty numeric (samples, *input_shape) array, not yet converted."""
         X = _checks.numeric_array(X, f"{what}: {xname}")
-        if X.ndim != 2:
+        want = self.input_shape
+        if want is not None and len(want) == 1 and X.ndim != 2:
+            raise ValueError(f"{what}: {xname} must be a 2-D array (samples, features), got shape {X.shape}")
+        if want is not None and X.ndim != len(want) + 1:
+            raise ValueError(f"{what}: {xname} must be a {len(want) + 1}-D array (samples, "
+                             f"{', '.join(map(str, want))}), got shape {X.shape}")
+        if X.ndim < 2:
             raise ValueError(f"{what}: {xname} must be a 2-D array (samples, features), got shape {X.shape}")
         if X.shape[0] == 0:
             raise ValueError(f"{what}: {xname} is empty (0 samples)")
-        if self.in_features is not None and X.shape[1] != self.in_features:
-            raise ValueError(f"{what}: {xname} must have {self.in_features} features (the first layer's "
-                             f"in_features), got {X.shape[1]}")
+        if want is not None and X.shape[1:] != want:
+            if len(want) == 1:
+                raise ValueError(f"{what}: {xname} must have {want[0]} features (the first layer's "
+                                 f"in_features), got {X.shape[1]}")
+            raise ValueError(f"{what}: {xname} must have per-sample shape {want} (the model's "
+                             f"input_shape), got {X.shape[1:]}")
+        if want is None:
+            self._ensure_input(tuple(int(d) for d in X.shape[1:]))
         return X
 
     def _check_data(self, X: Any, y: Any, what: str, xname: str = "X", yname: str = "y") -> tuple[np.ndarray, np.ndarray]:
         X = self._check_X(X, what, xname)
         bad = _checks.first_nonfinite(X)
         if bad is not None:
-            raise ValueError(f"{what}: {xname} holds NaN or inf (first at row {bad[0]}, column {bad[1]})")
+            raise ValueError(f"{what}: {xname} holds NaN or inf (first at row {bad[0]}, column "
+                             f"{bad[1] if len(bad) == 2 else bad[1:]})")
         y = _checks.numeric_array(y, f"{what}: {yname}")
         if y.shape[0:1] != X.shape[0:1]:
             raise ValueError(f"{what}: {xname} and {yname} must have the same number of samples, got "
@@ -434,26 +571,32 @@ class Sequential:
     # ---- description --------------------------------------------------------------------------
     def summary(self) -> str:
         rows = [("#", "layer", "output", "params")]
-        features = self.in_features
         total = 0
+        shapes = self._in_shapes[1:] + [self.out_shape] if self._in_shapes else [None] * len(self.layers)
         for i, layer in enumerate(self.layers):
-            features = layer.output_features(features)
+            out = shapes[i] if i < len(shapes) else None
             count = int(sum(v.size for v in layer.params.values()))
             total += count
-            rows.append((str(i), repr(layer), f"(N, {features})" if features is not None else "(N, ?)", f"{count:,}"))
+            desc = f"(N, {', '.join(map(str, out))})" if out is not None else "(N, ?)"
+            rows.append((str(i), repr(layer), desc, f"{count:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "-" * (sum(widths) + 6)
-        out = [line]
+        out_lines = [line]
+        if self.input_shape is not None:
+            out_lines.insert(0, f"input: (N, {', '.join(map(str, self.input_shape))})")
         for j, r in enumerate(rows):
-            out.append("  ".join(r[c].ljust(widths[c]) if c < 3 else r[c].rjust(widths[c]) for c in range(4)))
+            out_lines.append("  ".join(r[c].ljust(widths[c]) if c < 3 else r[c].rjust(widths[c]) for c in range(4)))
             if j == 0:
-                out.append(line)
-        out += [line, f"Total parameters: {total:,} ({self.dtype.name})"]
-        return "\n".join(out)
+                out_lines.append(line)
+        out_lines += [line, f"Total parameters: {total:,} ({self.dtype.name})"]
+        return "\n".join(out_lines)
 
     def get_config(self) -> dict[str, Any]:
-        return {"dtype": self.dtype.name, "seed": self.seed,
-                "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+        cfg = {"dtype": self.dtype.name, "seed": self.seed,
+               "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+        if self.input_shape is not None:
+            cfg["input_shape"] = list(self.input_shape)
+        return cfg
 
     def save(self, path: Any) -> None:
         """Write one .safetensors file: weights, buffers, optimizer state and the architecture."""

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/common.hpp"
+#include "core/op.hpp"
 
 namespace gradstep::cpu {
 namespace {
@@ -304,5 +305,74 @@ void batchnorm_spatial_backward_eval(T* dx, T* dgamma, T* dbeta, const T* dy, co
 GS_INSTANTIATE(float)
 GS_INSTANTIATE(double)
 #undef GS_INSTANTIATE
+
+// ---- the BatchNorm op: (F) -> (F), or per channel on (C, L) / (C, H, W) (BatchNorm1d/2d) -------
+// Slots gamma, beta (C); buffers running_mean, running_var (C). Workspace (training): xhat
+// (N, C·S), then the batch mean and inverse std (C each). In evaluation mode it normalizes, and
+// back-propagates, with the running statistics.
+namespace {
+
+template <class T>
+class BatchNormOp : public Op<T> {
+ public:
+  BatchNormOp(const OpAttrs& a, const Shape& in) {
+    C_ = a.integer("num_features", 1);
+    momentum_ = a.real("momentum");
+    eps_ = a.real("eps");
+    if (!(momentum_ >= 0.0 && momentum_ <= 1.0))
+      throw std::invalid_argument("BatchNorm: momentum must be in [0, 1]");
+    if (!(eps_ > 0.0)) throw std::invalid_argument("BatchNorm: eps must be > 0");
+    if (in.dims[0] != C_)
+      throw std::invalid_argument("BatchNorm: expects " + std::to_string(C_) + (in.rank() == 1 ? " input features" : " channels") +
+                                  ", got " + std::to_string(in.dims[0]) + " (input shape " + in.str() + ")");
+    S_ = in.size() / C_;
+    spatial_ = in.rank() > 1;
+    this->in_ = in;
+    this->out_ = in;
+    this->params_ = {{"gamma", {C_}}, {"beta", {C_}}};
+    this->buffers_ = {{"running_mean", {C_}}, {"running_var", {C_}}};
+  }
+  int64_t workspace(int64_t N) const override { return N * C_ * S_ + 2 * C_; }
+  // The unbiased variance needs two values per channel: N·S >= 2.
+  int64_t min_training_batch() const override { return S_ >= 2 ? 1 : 2; }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    const T m = static_cast<T>(momentum_), e = static_cast<T>(eps_);
+    if (a.training) {
+      T* mean = a.ws + a.N * C_ * S_;
+      if (spatial_)
+        batchnorm_spatial_forward_train<T>(y, a.ws, mean, mean + C_, a.buf[0], a.buf[1], x, a.w[0],
+                                           a.w[1], a.N, C_, S_, m, e);
+      else
+        batchnorm_forward_train<T>(y, a.ws, mean, mean + C_, a.buf[0], a.buf[1], x, a.w[0], a.w[1],
+                                   a.N, C_, m, e);
+    } else if (spatial_) {
+      batchnorm_spatial_forward_eval<T>(y, x, a.w[0], a.w[1], a.buf[0], a.buf[1], a.N, C_, S_, e);
+    } else {
+      batchnorm_forward_eval<T>(y, x, a.w[0], a.w[1], a.buf[0], a.buf[1], a.N, C_, e);
+    }
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T* x, const T*) override {
+    const T e = static_cast<T>(eps_);
+    const T* invstd = a.ws + a.N * C_ * S_ + C_;
+    if (a.training && spatial_)
+      batchnorm_spatial_backward<T>(dx, a.dw[0], a.dw[1], dy, a.ws, invstd, a.w[0], a.N, C_, S_);
+    else if (a.training)
+      batchnorm_backward<T>(dx, a.dw[0], a.dw[1], dy, a.ws, invstd, a.w[0], a.N, C_);
+    else if (spatial_)
+      batchnorm_spatial_backward_eval<T>(dx, a.dw[0], a.dw[1], dy, x, a.w[0], a.buf[0], a.buf[1], a.N,
+                                         C_, S_, e);
+    else
+      batchnorm_backward_eval<T>(dx, a.dw[0], a.dw[1], dy, x, a.w[0], a.buf[0], a.buf[1], a.N, C_, e);
+  }
+
+ private:
+  int64_t C_, S_;
+  bool spatial_;
+  double momentum_, eps_;
+};
+
+}  // namespace
+
+GS_REGISTER_OP("BatchNorm", BatchNormOp);
 
 }  // namespace gradstep::cpu

@@ -4,7 +4,9 @@
 #include <cstring>
 
 #include "core/common.hpp"
+#include "core/dense.hpp"
 #include "core/gemm.hpp"
+#include "core/op.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -344,5 +346,87 @@ void conv_backward_ref(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w,
 GS_INSTANTIATE(float)
 GS_INSTANTIATE(double)
 #undef GS_INSTANTIATE
+
+// ---- the Conv1D and Conv2D ops ---------------------------------------------------------------------
+//   Conv1D  (C, L) -> (O, OL);  weight (O, C, K)       attrs kernel (K), stride (S), dilation (D),
+//                                                     padding (left, right)
+//   Conv2D  (C, H, W) -> (O, OH, OW); weight (O, C, KH, KW); kernel/stride/dilation (2),
+//                                                     padding (top, left, bottom, right)
+// Both: in_channels, out_channels, bias (slot "bias" (O) when set), l2. Workspace: the kernels'.
+namespace {
+
+template <class T>
+class ConvOp : public Op<T> {
+ public:
+  ConvOp(const OpAttrs& a, const Shape& in, int64_t sd) : sd_(sd) {
+    const std::string& op = a.op;
+    const int64_t C = a.integer("in_channels", 1), O = a.integer("out_channels", 1);
+    const auto k = a.ints("kernel", size_t(sd), 1), s = a.ints("stride", size_t(sd), 1);
+    const auto d = a.ints("dilation", size_t(sd), 1), p = a.ints("padding", size_t(2 * sd), 0);
+    bias_ = a.flag_or("bias", true);
+    l2_ = a.real_or("l2", 0.0);
+    if (l2_ < 0) throw std::invalid_argument(op + ": l2 must be >= 0");
+    require_rank(op, in, sd + 1, sd == 1 ? "(channels, length)" : "(channels, height, width)");
+    if (in.dims[0] != C)
+      throw std::invalid_argument(op + ": expects " + std::to_string(C) + " input channels, got " +
+                                  std::to_string(in.dims[0]) + " (input shape " + in.str() + ")");
+    ConvGeometry& g = g_;
+    g.C = C;
+    g.O = O;
+    if (sd == 1) {
+      g.H = 1, g.W = in.dims[1], g.KH = 1, g.KW = k[0], g.SH = 1, g.SW = s[0], g.DH = 1, g.DW = d[0];
+      g.PT = 0, g.PL = p[0], g.PB = 0, g.PR = p[1];
+    } else {
+      g.H = in.dims[1], g.W = in.dims[2], g.KH = k[0], g.KW = k[1], g.SH = s[0], g.SW = s[1];
+      g.DH = d[0], g.DW = d[1], g.PT = p[0], g.PL = p[1], g.PB = p[2], g.PR = p[3];
+    }
+    const int64_t eh = g.DH * (g.KH - 1) + 1, ew = g.DW * (g.KW - 1) + 1;
+    if (g.H + g.PT + g.PB < eh || g.W + g.PL + g.PR < ew)
+      throw std::invalid_argument(op + ": the input " + in.str() + " with its padding is smaller "
+                                  "than the dilated kernel (" + (sd == 1 ? std::to_string(ew)
+                                  : std::to_string(eh) + "x" + std::to_string(ew)) + ")");
+    this->in_ = in;
+    this->out_ = sd == 1 ? Shape{{O, g.OW()}} : Shape{{O, g.OH(), g.OW()}};
+    std::vector<int64_t> wshape{O, C};
+    for (int64_t v : k) wshape.push_back(v);
+    this->params_.push_back({"weight", wshape});
+    if (bias_) this->params_.push_back({"bias", {O}});
+  }
+  int64_t workspace(int64_t N) const override { return conv_workspace_elems(g_, N); }
+  double penalty(const OpArgs<T>& a) const override {
+    return l2_ != 0.0 ? 0.5 * l2_ * sum_squares<T>(a.w[0], this->params_[0].size()) : 0.0;
+  }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    conv_forward<T>(y, a.ws, x, a.w[0], bias_ ? a.w[1] : nullptr, a.N, g_);
+  }
+  // A null dx (the network's first op) skips the input gradient.
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T* x, const T*) override {
+    conv_backward<T>(dx, a.dw[0], bias_ ? a.dw[1] : nullptr, a.ws, dy, x, a.w[0], a.N, g_,
+                     static_cast<T>(l2_));
+  }
+
+ private:
+  int64_t sd_;
+  ConvGeometry g_{};
+  bool bias_;
+  double l2_;
+};
+
+template <class T>
+class Conv1DOp : public ConvOp<T> {
+ public:
+  Conv1DOp(const OpAttrs& a, const Shape& in) : ConvOp<T>(a, in, 1) {}
+};
+
+template <class T>
+class Conv2DOp : public ConvOp<T> {
+ public:
+  Conv2DOp(const OpAttrs& a, const Shape& in) : ConvOp<T>(a, in, 2) {}
+};
+
+}  // namespace
+
+GS_REGISTER_OP("Conv1D", Conv1DOp);
+GS_REGISTER_OP("Conv2D", Conv2DOp);
 
 }  // namespace gradstep::cpu

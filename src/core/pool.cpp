@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "core/common.hpp"
+#include "core/op.hpp"
 
 namespace gradstep::cpu {
 namespace {
@@ -202,5 +203,97 @@ void global_avgpool_backward(T* dx, const T* dy, int64_t N, int64_t C, int64_t S
 GS_INSTANTIATE(float)
 GS_INSTANTIATE(double)
 #undef GS_INSTANTIATE
+
+// ---- the pooling ops ----------------------------------------------------------------------------
+//   MaxPool1D/AvgPool1D  (C, L) -> (C, OL);  attrs kernel (K), stride (S), padding (left, right)
+//   MaxPool2D/AvgPool2D  (C, H, W) -> (C, OH, OW); kernel, stride (2), padding (top, left, bottom,
+//                        right). MaxPool keeps argmax (N, C, OH, OW) in its int workspace.
+//   GlobalAvgPool        (C, ...) -> (C)
+namespace {
+
+template <class T>
+class PoolOp : public Op<T> {
+ public:
+  PoolOp(const OpAttrs& a, const Shape& in, int64_t sd, bool max) : max_(max) {
+    const std::string& op = a.op;
+    const auto k = a.ints("kernel", size_t(sd), 1), s = a.ints("stride", size_t(sd), 1);
+    const auto p = a.ints("padding", size_t(2 * sd), 0);
+    require_rank(op, in, sd + 1, sd == 1 ? "(channels, length)" : "(channels, height, width)");
+    PoolGeometry& g = g_;
+    g.C = in.dims[0];
+    if (sd == 1) {
+      g.H = 1, g.W = in.dims[1], g.KH = 1, g.KW = k[0], g.SH = 1, g.SW = s[0];
+      g.PT = 0, g.PL = p[0], g.PB = 0, g.PR = p[1];
+    } else {
+      g.H = in.dims[1], g.W = in.dims[2], g.KH = k[0], g.KW = k[1], g.SH = s[0], g.SW = s[1];
+      g.PT = p[0], g.PL = p[1], g.PB = p[2], g.PR = p[3];
+    }
+    if (g.H + g.PT + g.PB < g.KH || g.W + g.PL + g.PR < g.KW)
+      throw std::invalid_argument(op + ": the input " + in.str() + " with its padding is smaller "
+                                  "than the window");
+    this->in_ = in;
+    this->out_ = sd == 1 ? Shape{{g.C, g.OW()}} : Shape{{g.C, g.OH(), g.OW()}};
+  }
+  int64_t int_workspace(int64_t N) const override { return max_ ? N * this->out_.size() : 0; }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    if (max_) maxpool_forward<T>(y, a.iws, x, a.N, g_);
+    else avgpool_forward<T>(y, x, a.N, g_);
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T*, const T*) override {
+    if (!dx) return;
+    if (max_) maxpool_backward<T>(dx, dy, a.iws, a.N, g_);
+    else avgpool_backward<T>(dx, dy, a.N, g_);
+  }
+
+ private:
+  bool max_;
+  PoolGeometry g_{};
+};
+
+template <class T>
+class MaxPool1DOp : public PoolOp<T> {
+ public:
+  MaxPool1DOp(const OpAttrs& a, const Shape& in) : PoolOp<T>(a, in, 1, true) {}
+};
+template <class T>
+class MaxPool2DOp : public PoolOp<T> {
+ public:
+  MaxPool2DOp(const OpAttrs& a, const Shape& in) : PoolOp<T>(a, in, 2, true) {}
+};
+template <class T>
+class AvgPool1DOp : public PoolOp<T> {
+ public:
+  AvgPool1DOp(const OpAttrs& a, const Shape& in) : PoolOp<T>(a, in, 1, false) {}
+};
+template <class T>
+class AvgPool2DOp : public PoolOp<T> {
+ public:
+  AvgPool2DOp(const OpAttrs& a, const Shape& in) : PoolOp<T>(a, in, 2, false) {}
+};
+
+template <class T>
+class GlobalAvgPoolOp : public Op<T> {
+ public:
+  GlobalAvgPoolOp(const OpAttrs& a, const Shape& in) {
+    require_rank_between(a.op, in, 2, 3, "(channels, length) or (channels, height, width)");
+    this->in_ = in;
+    this->out_ = Shape{{in.dims[0]}};
+  }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    global_avgpool_forward<T>(y, x, a.N, this->in_.dims[0], this->in_.size() / this->in_.dims[0]);
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T*, const T*) override {
+    if (dx)
+      global_avgpool_backward<T>(dx, dy, a.N, this->in_.dims[0], this->in_.size() / this->in_.dims[0]);
+  }
+};
+
+}  // namespace
+
+GS_REGISTER_OP("MaxPool1D", MaxPool1DOp);
+GS_REGISTER_OP("MaxPool2D", MaxPool2DOp);
+GS_REGISTER_OP("AvgPool1D", AvgPool1DOp);
+GS_REGISTER_OP("AvgPool2D", AvgPool2DOp);
+GS_REGISTER_OP("GlobalAvgPool", GlobalAvgPoolOp);
 
 }  // namespace gradstep::cpu
