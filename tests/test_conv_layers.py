@@ -275,8 +275,8 @@ def test_layer_constructor_errors(make, exc, words):
     (gs.Conv1D(1, 2, 5), np.ones((2, 1, 4, 4)), "3-D"),
     (gs.MaxPool2D(3), np.ones((2, 1, 2, 5)), "smaller than kernel_size"),
     (gs.AvgPool1D(2), np.ones((2, 5)), "3-D"),
-    (gs.GlobalAvgPool(), np.ones((2, 5)), "spatial axes"),
-    (gs.Flatten(), np.ones(5), "at least 2 dimensions"),
+    (gs.GlobalAvgPool(), np.ones((2, 5)), "spatial axis"),
+    (gs.Flatten(), np.ones(5), "batch axis"),
 ])
 def test_layer_forward_errors(layer, x, words):
     with pytest.raises(ValueError, match=words):

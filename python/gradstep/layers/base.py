@@ -120,6 +120,11 @@ class Layer:
         """The regularization term this layer adds to the loss (Dense's L2), as its op computes it."""
         return self._penalty_for(self._runner_key[0] if self._runner_key else self.input_shape_hint())
 
+    def _after_backward(self) -> None:
+        """Called by `Sequential.backward` once every layer's `backward` has run. A layer that
+        shares another layer's parameter (TiedDense) adds its part of that gradient here, after
+        the owner has written (overwritten) its own."""
+
     def _penalty_for(self, in_shape: tuple[int, ...] | None) -> float:
         """The op's penalty, with the op built for `in_shape` (the term depends on the parameters
         only, but an op exists for a given input shape)."""

@@ -1,11 +1,10 @@
 """Convolutional layers: Conv1D on (N, C, L) and Conv2D on (N, C, H, W), PyTorch's layout.
 
 Cross-correlation as `torch.nn.functional.conv1d/conv2d`, with stride, zero padding (an int, one
-per axis, or "same"), dilation, an optional bias, and L2 as Dense's. The layers are handles on the
-C++ ops "Conv1D"/"Conv2D" (src/core/conv.cpp): the op holds the shape rule and runs the kernels,
-here and in a Sequential's fused step alike. This class validates the arguments and the input
-(rank, channel count, a kernel larger than the padded input) with messages that name them, and
-computes PyTorch's "same" padding and initial weights.
+per axis, or "same"), dilation, an optional bias, and L2 as Dense's. Each class is a handle on its
+C++ op ("Conv1D", "Conv2D" in src/core/conv.cpp): a lone layer's forward/backward and a
+Sequential's fused step run the same op. The classes validate the arguments; `output_shape`
+checks an input shape with messages in the layer's terms, then asks the op.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks, _random
+from .. import _checks, _core, _random
 from .. import init as _init
 from .base import Layer, register
 
@@ -79,50 +78,54 @@ class _ConvND(Layer):
             values["bias"] = np.zeros(self.out_channels)
         return values
 
-    # ---- geometry and the op ----------------------------------------------------------------
+    # ---- geometry -------------------------------------------------------------------------------
     def kernel_args(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(stride, padding, dilation) as the kernels take them: padding holds the leading pads
         then the trailing ones ((left, right) or (top, left, bottom, right))."""
+        # _core's 2-D padding order is (top, left, bottom, right) = leading then trailing: as _pads.
         return self.stride, self._pads, self.dilation
 
-    def _op_attrs(self) -> dict[str, Any]:
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel": self.kernel_size, "stride": self.stride, "dilation": self.dilation,
-                "padding": self._pads, "bias": self.bias, "l2": self.l2}
-
-    def _check_shape(self, shape: tuple[int, ...]) -> None:
-        """ValueError naming the problem when the per-sample shape (C, *spatial) does not fit."""
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(out_channels, *spatial out) for an input of shape (in_channels, *spatial), without
+        the batch axis; raises ValueError on a wrong rank, channel count or a too small input."""
         cls, nd = type(self).__name__, self._nd
+        shape = tuple(int(s) for s in input_shape)
         axes = "(C, L)" if nd == 1 else "(C, H, W)"
         if len(shape) != nd + 1:
             raise ValueError(f"{cls}: input must have {nd + 1} axes {axes} per sample "
-                             f"(a {nd + 2}-D batch), got per-sample shape {shape}")
+                             f"((N, ...) with the batch), got {shape}")
         if shape[0] != self.in_channels:
             raise ValueError(f"{cls}: input must have {self.in_channels} channels (in_channels), "
-                             f"got {shape[0]} channels in per-sample shape {shape}")
+                             f"got {shape[0]} channels in shape {shape}")
+        out = []
         for i in range(nd):
-            padded = shape[1 + i] + self._pads[i] + self._pads[nd + i]
-            if shape[1 + i] < 1 or padded < self.dilation[i] * (self.kernel_size[i] - 1) + 1:
+            size = shape[1 + i]
+            padded = size + self._pads[i] + self._pads[nd + i]
+            extent = self.dilation[i] * (self.kernel_size[i] - 1) + 1
+            if size < 1 or padded < extent:
                 raise ValueError(f"{cls}: input of spatial size {shape[1:]} (padded by "
                                  f"{self._pads}) is smaller than the kernel {self.kernel_size} "
                                  f"dilated by {self.dilation}")
+            out.append((padded - extent) // self.stride[i] + 1)
+        return super().output_shape(shape)
 
-    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...] | None:
-        self._check_shape(tuple(int(s) for s in in_shape))
-        return super().output_shape(in_shape)
-
+    # ---- the op -----------------------------------------------------------------------------------
     def _check_input(self, x: Any) -> np.ndarray:
-        cls, nd = type(self).__name__, self._nd
-        a = _checks.numeric_array(x, f"{cls}.forward: x")
-        if a.ndim != nd + 2:
-            want = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
-            raise ValueError(f"{cls}.forward: x must be a {nd + 2}-D array {want}, got a "
-                             f"{a.ndim}-D array of shape {a.shape}")
-        try:
-            self._check_shape(tuple(a.shape[1:]))
-        except ValueError as e:
-            raise ValueError(f"{cls}.forward: x of shape {a.shape}: {e}") from None
-        return self._input(a, nd + 2)
+        x = self._input(x, self._nd + 2)
+        self.output_shape(x.shape[1:])
+        return x
+
+    def penalty(self) -> float:
+        if self._runner_key is None and self.l2 != 0.0:
+            # No input seen yet, so no op built: the op's term (l2/2)·Σw², the same arithmetic.
+            return 0.5 * self.l2 * _core.sum_squares(self._p["weight"])
+        return super().penalty()
+
+    def _op_attrs(self) -> dict[str, Any]:
+        stride, pads, dilation = self.kernel_args()
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel": self.kernel_size, "stride": stride, "padding": pads,
+                "dilation": dilation, "bias": self.bias, "l2": self.l2}
 
     def get_config(self) -> dict[str, Any]:
         one = (lambda t: t[0]) if self._nd == 1 else (lambda t: list(t))

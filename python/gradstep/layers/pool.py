@@ -1,11 +1,11 @@
-"""Pooling layers for convolutional networks: MaxPool1D/2D, AvgPool1D/2D on (N, C, L) /
-(N, C, H, W), and GlobalAvgPool (N, C, ...) -> (N, C). (Flatten is in reshape.py.)
+"""Pooling and reshaping layers for convolutional networks: MaxPool1D/2D, AvgPool1D/2D on
+(N, C, L) / (N, C, H, W), GlobalAvgPool (N, C, ...) -> (N, C), Flatten (N, ...) -> (N, prod).
 
 Max pooling pads with -inf and sends the gradient to the first maximum of each window (PyTorch's
 rule); average pooling pads with zeros that count in the mean (count_include_pad=True). As in
 PyTorch, a pad may be at most half the window. They compute in the float dtype of their input.
-The layers are handles on the C++ ops of the same names (src/core/pool.cpp), which hold the shape
-rule and run the kernels; this module validates the arguments and inputs.
+Each class is a handle on its C++ op (src/core/pool.cpp, Flatten in src/core/reshape.cpp); the
+classes validate their arguments and check input shapes in their own terms, then ask the op.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 from .. import _checks
 from .base import Layer, register
 
-__all__ = ["MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool"]
+__all__ = ["MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool", "Flatten"]
 
 
 class _PoolND(Layer):
@@ -40,37 +40,31 @@ class _PoolND(Layer):
         """(kernel_size, stride, padding) as the kernels take them (padding leading, trailing)."""
         return self.kernel_size, self.stride, self.padding + self.padding
 
-    def _op_attrs(self) -> dict[str, Any]:
-        return {"kernel": self.kernel_size, "stride": self.stride,
-                "padding": self.padding + self.padding}
-
-    def _check_shape(self, shape: tuple[int, ...]) -> None:
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(C, *spatial out) for an input of shape (C, *spatial), without the batch axis."""
         cls, nd = type(self).__name__, self._nd
+        shape = tuple(int(s) for s in input_shape)
         if len(shape) != nd + 1:
             axes = "(C, L)" if nd == 1 else "(C, H, W)"
             raise ValueError(f"{cls}: input must have {nd + 1} axes {axes} per sample "
-                             f"(a {nd + 2}-D batch), got per-sample shape {shape}")
+                             f"((N, ...) with the batch), got {shape}")
+        out = []
         for i in range(nd):
-            if shape[1 + i] < 1 or shape[1 + i] + 2 * self.padding[i] < self.kernel_size[i]:
+            padded = shape[1 + i] + 2 * self.padding[i]
+            if shape[1 + i] < 1 or padded < self.kernel_size[i]:
                 raise ValueError(f"{cls}: input of spatial size {shape[1:]} (padded by "
                                  f"{self.padding}) is smaller than kernel_size {self.kernel_size}")
-
-    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...] | None:
-        self._check_shape(tuple(int(s) for s in in_shape))
-        return super().output_shape(in_shape)
+            out.append((padded - self.kernel_size[i]) // self.stride[i] + 1)
+        return super().output_shape(shape)
 
     def _check_input(self, x: Any) -> np.ndarray:
-        cls, nd = type(self).__name__, self._nd
-        a = _checks.numeric_array(x, f"{cls}.forward: x")
-        if a.ndim != nd + 2:
-            want = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
-            raise ValueError(f"{cls}.forward: x must be a {nd + 2}-D array {want}, got a "
-                             f"{a.ndim}-D array of shape {a.shape}")
-        try:
-            self._check_shape(tuple(a.shape[1:]))
-        except ValueError as e:
-            raise ValueError(f"{cls}.forward: x of shape {a.shape}: {e}") from None
-        return self._input(a, nd + 2)
+        x = self._input(x, self._nd + 2)
+        self.output_shape(x.shape[1:])
+        return x
+
+    def _op_attrs(self) -> dict[str, Any]:
+        kernel, stride, pads = self.kernel_args()
+        return {"kernel": kernel, "stride": stride, "padding": pads}
 
     def get_config(self) -> dict[str, Any]:
         one = (lambda t: t[0]) if self._nd == 1 else (lambda t: list(t))
@@ -79,8 +73,16 @@ class _PoolND(Layer):
                 "padding": one(self.padding)}
 
 
+class _MaxPoolND(_PoolND):
+    pass
+
+
+class _AvgPoolND(_PoolND):
+    pass
+
+
 @register
-class MaxPool1D(_PoolND):
+class MaxPool1D(_MaxPoolND):
     """Max over windows of (N, C, L); `stride=None` means `kernel_size`."""
 
     _nd = 1
@@ -88,7 +90,7 @@ class MaxPool1D(_PoolND):
 
 
 @register
-class MaxPool2D(_PoolND):
+class MaxPool2D(_MaxPoolND):
     """Max over windows of (N, C, H, W); `stride=None` means `kernel_size`."""
 
     _nd = 2
@@ -96,7 +98,7 @@ class MaxPool2D(_PoolND):
 
 
 @register
-class AvgPool1D(_PoolND):
+class AvgPool1D(_AvgPoolND):
     """Mean over windows of (N, C, L), zero padding counted; `stride=None` means `kernel_size`."""
 
     _nd = 1
@@ -104,7 +106,7 @@ class AvgPool1D(_PoolND):
 
 
 @register
-class AvgPool2D(_PoolND):
+class AvgPool2D(_AvgPoolND):
     """Mean over windows of (N, C, H, W), zero padding counted; `stride=None` means
     `kernel_size`."""
 
@@ -114,13 +116,32 @@ class AvgPool2D(_PoolND):
 
 @register
 class GlobalAvgPool(Layer):
-    """Mean over all spatial axes: (N, C, L) or (N, C, H, W) -> (N, C)."""
+    """Mean over all spatial axes: (N, C, ...) -> (N, C)."""
 
     op_kind = "GlobalAvgPool"
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) < 2:
+            raise ValueError(f"GlobalAvgPool: input must have a channel axis and at least one "
+                             f"spatial axis per sample ((N, C, ...) with the batch), got {shape}")
+        return super().output_shape(shape)
+
     def _check_input(self, x: Any) -> np.ndarray:
-        a = _checks.numeric_array(x, "GlobalAvgPool.forward: x")
-        if a.ndim not in (3, 4):
-            raise ValueError(f"GlobalAvgPool.forward: x must be (N, C, L) or (N, C, H, W): a "
-                             f"channel axis and one or two spatial axes, got shape {a.shape}")
-        return self._input(a, None)
+        x = self._input(x, None)
+        self.output_shape(x.shape[1:])
+        return x
+
+
+@register
+class Flatten(Layer):
+    """(N, ...) -> (N, prod(...)) in C order."""
+
+    op_kind = "Flatten"
+
+    def _check_input(self, x: Any) -> np.ndarray:
+        x = self._input(x, None)
+        if x.ndim < 2:
+            raise ValueError(f"Flatten.forward: x must have a batch axis and at least one more, "
+                             f"got shape {x.shape}")
+        return x
