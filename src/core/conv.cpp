@@ -219,15 +219,24 @@ void conv_backward(T* dx, T* dw, T* db, T* ws, const T* dy, const T* x, const T*
   }
   if (db) {
     // Per output channel over images then positions, in double, channels split across threads.
+    // Eight interleaved accumulators, added in a fixed order at the end: one running sum is a
+    // chain of dependent adds (4 cycles each: 2.7 ms of LeNet's conv1 at batch 512), and the
+    // result still depends on nothing but the shapes.
+    constexpr int kLanes = 8;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * out_img >= kParallelMin)
 #endif
     for (int64_t o = 0; o < O; ++o) {
-      double s = 0.0;
+      double acc[kLanes] = {};
       for (int64_t n = 0; n < N; ++n) {
         const T* r = dy + n * out_img + o * P;
-        for (int64_t j = 0; j < P; ++j) s += r[j];
+        int64_t j = 0;
+        for (; j + kLanes <= P; j += kLanes)
+          for (int l = 0; l < kLanes; ++l) acc[l] += r[j + l];
+        for (; j < P; ++j) acc[j % kLanes] += r[j];
       }
+      double s = 0.0;
+      for (int l = 0; l < kLanes; ++l) s += acc[l];
       db[o] = static_cast<T>(s);
     }
   }

@@ -54,38 +54,36 @@ inline int64_t select_index(bool take, int64_t a, int64_t b) {
   return (a & mask) | (b & ~mask);
 }
 
-// Max and first argmax of an unclipped KH×KW window at xp + base (row length W). With the window
-// size known at compile time (2x2, 3x3) the scan unrolls.
-template <int KH, int KW, class T>
-inline void scan_window(const T* xp, int64_t base, int64_t W, int64_t kh, int64_t kw, T& m_out,
-                        int64_t& a_out) {
-  const int64_t nh = KH > 0 ? KH : kh, nw = KW > 0 ? KW : kw;
-  T m = xp[base];
-  int64_t a = base;
-  for (int64_t h = 0; h < nh; ++h)
-    for (int64_t v = 0; v < nw; ++v) {
-      const int64_t k = base + h * W + v;
-      const T val = xp[k];
-      // Ties keep the first; a NaN wins (PyTorch's rule: val > max || isnan(val)).
-      const bool take = (val > m) | (val != val);
-      m = select_bits(take, val, m);
-      a = select_index(take, k, a);
-    }
-  m_out = m;
-  a_out = a;
-}
-
-template <int KH, int KW, class T>
+// One plane whose windows all lie inside the image (the usual unpadded pool). Row by row of the
+// output, the window offsets (h, v) are visited in row-major order and each one updates the
+// running max of every window in the row at once: the updates of different windows are
+// independent, so they overlap (and vectorize), where a window-by-window scan is one long chain
+// of dependent compare-selects (~10 ns per 2x2 window).
+template <class T>
 void maxpool_plane_inside(T* yp, int32_t* ap, const T* xp, const PoolGeometry& g, int64_t OH,
                           int64_t OW) {
-  for (int64_t i = 0; i < OH; ++i)
+  const int64_t SW = g.SW;
+  for (int64_t i = 0; i < OH; ++i) {
+    T* yr = yp + i * OW;
+    int32_t* ar = ap + i * OW;
+    const int64_t row0 = i * g.SH * g.W;
     for (int64_t j = 0; j < OW; ++j) {
-      T m;
-      int64_t a;
-      scan_window<KH, KW>(xp, i * g.SH * g.W + j * g.SW, g.W, g.KH, g.KW, m, a);
-      yp[i * OW + j] = m;
-      ap[i * OW + j] = static_cast<int32_t>(a);
+      yr[j] = xp[row0 + j * SW];
+      ar[j] = static_cast<int32_t>(row0 + j * SW);
     }
+    for (int64_t h = 0; h < g.KH; ++h)
+      for (int64_t v = (h == 0 ? 1 : 0); v < g.KW; ++v) {
+        const int64_t off = row0 + h * g.W + v;
+        const T* src = xp + off;
+        for (int64_t j = 0; j < OW; ++j) {
+          const T val = src[j * SW];
+          // Ties keep the first; a NaN wins (PyTorch's rule: val > max || isnan(val)).
+          const bool take = (val > yr[j]) | (val != val);
+          yr[j] = select_bits(take, val, yr[j]);
+          ar[j] = static_cast<int32_t>(select_index(take, off + j * SW, ar[j]));
+        }
+      }
+  }
 }
 
 template <class T>
@@ -99,10 +97,7 @@ void maxpool_forward(T* y, int32_t* argmax, const T* x, int64_t N, const PoolGeo
     T* yp = y + pl * out;
     int32_t* ap = argmax + pl * out;
     if (inside) {
-      if (g.KH == 2 && g.KW == 2) maxpool_plane_inside<2, 2>(yp, ap, xp, g, OH, OW);
-      else if (g.KH == 3 && g.KW == 3) maxpool_plane_inside<3, 3>(yp, ap, xp, g, OH, OW);
-      else if (g.KH == 1 && g.KW == 2) maxpool_plane_inside<1, 2>(yp, ap, xp, g, OH, OW);
-      else maxpool_plane_inside<0, 0>(yp, ap, xp, g, OH, OW);
+      maxpool_plane_inside(yp, ap, xp, g, OH, OW);
       return;
     }
     for (int64_t i = 0; i < OH; ++i)
@@ -114,7 +109,7 @@ void maxpool_forward(T* y, int32_t* argmax, const T* x, int64_t N, const PoolGeo
         for (int64_t h = w.h0; h < w.h1; ++h)
           for (int64_t v = w.w0; v < w.w1; ++v) {
             const T val = xp[h * g.W + v];
-            const bool take = (val > m) | (val != val);  // as in scan_window
+            const bool take = (val > m) | (val != val);  // as in maxpool_plane_inside
             m = select_bits(take, val, m);
             a = select_index(take, h * g.W + v, a);
           }
