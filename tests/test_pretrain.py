@@ -332,3 +332,26 @@ def test_a_width_changing_layer_after_the_dense_is_part_of_its_block():
     assert not np.array_equal(after["1.weight"], before["1.weight"])  # the Maxout was trained and kept too
     with pytest.raises(ValueError, match="tied"):
         gs.pretrain.autoencoders(model, X, epochs=1, tied=True, verbose=0)
+
+
+def test_pretraining_rescues_a_deep_sigmoid_net_with_small_weights():
+    """The point of it (the README's example, smaller): from N(0, 0.01²) weights, 4 sigmoid layers
+    pass almost no gradient to the first; after pre-training the same budget of SGD fine-tuning
+    drives the loss far below chance, and the first layer's gradient is orders of magnitude larger."""
+    X, y = gs.datasets.load_digits()
+    X, y = X[:600] / 16.0, y[:600]
+    losses, first_grad = {}, {}
+    for pre in (False, True):
+        layers = [gs.Dense(64, 32, init="normal"), gs.Sigmoid()]
+        for _ in range(3):
+            layers += [gs.Dense(32, 32, init="normal"), gs.Sigmoid()]
+        model = gs.Sequential(layers + [gs.Dense(32, 10, init="normal")], seed=0)
+        if pre:
+            gs.pretrain.autoencoders(model, X, seed=0, verbose=0)  # the defaults: 10 epochs, Adam 1e-2
+        model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(lr=0.05, momentum=0.9))
+        monitor = gs.callbacks.GradientMonitor()
+        losses[pre] = model.fit(X, y, epochs=15, callbacks=[monitor], verbose=0, seed=0)["loss"][-1]
+        first_grad[pre] = monitor.initial_record["layers"]["0.Dense"]["grad_norm"]
+    assert losses[False] > 2.2  # stuck near ln 10
+    assert losses[True] < 1.0
+    assert first_grad[True] > 100 * first_grad[False]
