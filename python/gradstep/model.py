@@ -7,7 +7,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from . import _checks, _engine, _random
+from . import _checks, _engine, _interrupt, _random
+from . import preprocessing as _prep
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
@@ -95,9 +96,15 @@ class Sequential:
         self.stop_training = False
         self.epochs_done = 0  # cumulative over fit calls; saved in model files (resume = uninterrupted run)
         self._fit_seed: int | None = None
-        # Optional input standardization the model was trained with ({"mean", "scale"} arrays),
-        # saved in model files so `gradstep predict` can apply it to raw data.
-        self.preprocessing: dict[str, np.ndarray] | None = None
+        # What the model does with raw data, saved in model files (see gradstep/preprocessing.py):
+        # `preprocessing` (a gs.Standardize or None) is applied by fit/evaluate/predict* to X, never
+        # by forward/train_step; `classes_` (None or the class values, as scikit-learn's) maps the
+        # labels given to fit/evaluate to output indices and predict_classes' indices back;
+        # `feature_names_in_` names the input columns; `metadata` is a JSON-able dict of the user's.
+        self.preprocessing: _prep.Standardize | None = None
+        self.classes_: np.ndarray | None = None
+        self.feature_names_in_: list[str] | None = None
+        self.metadata: dict[str, Any] = {}
         # The whole-step C++ engine (None until the first train_step; False when the model's
         # layers, loss or optimizer need the layer-by-layer path). `use_engine = False` forces
         # the layer-by-layer path, which gives the same bits, only slower.
@@ -383,6 +390,8 @@ class Sequential:
         if bad is not None:
             raise ValueError(f"{what}: {xname} holds NaN or inf (first at row {bad[0]}, column "
                              f"{bad[1] if len(bad) == 2 else bad[1:]})")
+        if self.classes_ is not None and np.ndim(y) == 1:
+            y = _prep.encode_labels(y, _prep.check_classes(self.classes_, "classes_"), f"{what}: {yname}")
         y = _checks.numeric_array(y, f"{what}: {yname}")
         if y.shape[0:1] != X.shape[0:1]:
             raise ValueError(f"{what}: {xname} and {yname} must have the same number of samples, got "
@@ -398,8 +407,20 @@ class Sequential:
                 raise ValueError(f"{what}: {yname} must have shape ({X.shape[0]}, {self.out_features}) to match "
                                  f"the model's outputs, got {y.shape}")
             y = np.ascontiguousarray(y, dtype=self.dtype)
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        return X, y
+        return self._network_input(X), y
+
+    def _network_input(self, X: np.ndarray) -> np.ndarray:
+        """Checked raw data -> what the first layer takes: `preprocessing` applied, model dtype."""
+        if self.preprocessing is not None:
+            X = self.preprocessing.transform(X)
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def _infer_classes(self, y: Any) -> None:
+        """fit with labels that are not numbers (strings, e.g. "yes"/"no") sets classes_ from them."""
+        if self.classes_ is None and self._labels_loss() and np.ndim(y) == 1:
+            values = np.asarray(y)
+            if values.dtype.kind not in "biuf":
+                self.classes_ = _prep.check_classes(np.unique(values.astype(str)), "fit: y")
 
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
@@ -413,6 +434,7 @@ class Sequential:
                                                max_inclusive=False)
         verbose = _checks.check_int(verbose, "fit: verbose", 0)
         seed = self._resolve_seed(seed)
+        self._infer_classes(y)
         X, y = self._check_data(X, y, "fit")
         val = None
         if validation_data is not None:
@@ -432,6 +454,7 @@ class Sequential:
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": X.shape[0]}
         self.history = history
         self.stop_training = False
+        self.interrupted_at: tuple[int, int, int] | None = None  # (epoch, batches done, batches) on Ctrl-C
         for cb in callbacks:
             cb.set_model(self)
         for cb in callbacks:
@@ -445,6 +468,8 @@ class Sequential:
         xbuf = np.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
         ybuf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
         progress = _progress_factory(verbose)
+        sigint = _interrupt.deferred()
+        interrupt = sigint.__enter__()
         try:
             for e in range(epochs):
                 epoch = self.epochs_done
@@ -479,6 +504,12 @@ class Sequential:
                             bar.set_postfix_str(f"loss={sums['loss'] / min(n, (b + 1) * batch_size):.4f}", refresh=False)
                     for cb in callbacks:
                         cb.on_batch_end(b, {"loss": value, "size": xb.shape[0]})
+                    if interrupt.requested:  # Ctrl-C: this batch is done; the epoch is not
+                        if bar is not None:
+                            bar.close()
+                        self.interrupted_at = (epoch, b + 1, n_batches)
+                        raise KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1} after batch "
+                                                f"{b + 1} of {n_batches}")
                     if self.stop_training:
                         stopped_in_batch = True
                         break
@@ -500,6 +531,7 @@ class Sequential:
                 if self.stop_training:
                     break
         finally:
+            sigint.__exit__(None, None, None)
             for cb in callbacks:
                 cb.on_train_end({})
         return history
@@ -560,7 +592,7 @@ class Sequential:
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs in evaluation mode (logits for a model trained with a fused loss)."""
         batch_size = _checks.check_int(batch_size, "predict: batch_size", 1)
-        X = np.ascontiguousarray(self._check_X(X, "predict"), dtype=self.dtype)
+        X = self._network_input(self._check_X(X, "predict"))
         outs = [self.forward(X[s:s + batch_size], training=False) for s in range(0, X.shape[0], batch_size)]
         return np.concatenate(outs, axis=0)
 
@@ -568,7 +600,18 @@ class Sequential:
         """Class labels as the compiled loss reads the outputs: argmax over classes, or a
         threshold per output (0.5 on probabilities, 0 on logits); argmax / 0.5 when uncompiled."""
         loss = self.loss if self.loss is not None else _losses.Loss()
-        return loss.predicted_classes(self.predict(X, batch_size))
+        indices = loss.predicted_classes(self.predict(X, batch_size))
+        if self.classes_ is None:
+            return indices
+        return _prep.decode_labels(indices, _prep.check_classes(self.classes_, "classes_"))
+
+    def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities (N, C), columns in the order of `classes_` (or of the outputs), for
+        a model compiled with a classification loss: the softmax of SoftmaxCrossEntropy's logits,
+        NLL's outputs, BinaryCrossEntropy's P(1) (two columns [P(0), P(1)] for a single output)."""
+        if self.loss is None:
+            raise ValueError("predict_proba: compile the model with a classification loss first")
+        return self.loss.probabilities(self.predict(X, batch_size))
 
     # ---- description --------------------------------------------------------------------------
     def summary(self) -> str:
