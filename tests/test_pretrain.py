@@ -355,3 +355,41 @@ def test_pretraining_rescues_a_deep_sigmoid_net_with_small_weights():
     assert losses[False] > 2.2  # stuck near ln 10
     assert losses[True] < 1.0
     assert first_grad[True] > 100 * first_grad[False]
+
+
+def test_the_models_preprocessing_is_applied_as_fit_applies_it(monkeypatch):
+    X = _data01() * 16 + 3
+    model = _deep()
+    model.preprocessing = gs.Standardize.fit(X)
+    seen = []
+    original_fit = gs.Autoencoder.fit
+
+    def recording_fit(self, Xk, *args, **kwargs):
+        seen.append(np.array(Xk, copy=True))
+        return original_fit(self, Xk, *args, **kwargs)
+
+    monkeypatch.setattr(gs.Autoencoder, "fit", recording_fit)
+    result = gs.pretrain.autoencoders(model, X, epochs=1, layers=[0], seed=0, verbose=0)
+    np.testing.assert_allclose(seen[0], model.preprocessing.transform(X), rtol=1e-6, atol=1e-6)
+    assert result.loss_names == ["mse"]  # standardized inputs are not in [0, 1]
+
+
+# ---- command line ----------------------------------------------------------------------------------
+def test_cli_train_pretrain(tmp_path, monkeypatch, capsys):
+    from gradstep import cli
+    monkeypatch.chdir(tmp_path)
+    common = ["train", "--layers", "16,16", "--activation", "sigmoid", "--epochs", "1", "--quiet", "--plot", "",
+              "--threads", "1"]
+    assert cli.main(common + ["--pretrain", "2", "--pretrain-noise", "0.2", "--out", "pre.safetensors"]) == 0
+    out = capsys.readouterr().out
+    assert "pre-trained the hidden layers as autoencoders (2 epochs each)" in out
+    assert "64 -> 16" in out and "16 -> 16" in out
+    assert cli.main(common + ["--out", "plain.safetensors"]) == 0
+    capsys.readouterr()
+    # same seed, same split and fit: only the pre-training differs
+    assert not np.array_equal(gs.load("pre.safetensors").layers[0].params["weight"],
+                              gs.load("plain.safetensors").layers[0].params["weight"])
+    assert cli.main(common + ["--pretrain-noise", "0.2"]) == 2
+    assert "--pretrain EPOCHS" in capsys.readouterr().err
+    assert cli.main(common + ["--pretrain", "-1"]) == 2
+    assert cli.main(common + ["--pretrain", "1", "--pretrain-noise", "1.0"]) == 2

@@ -122,6 +122,7 @@ def autoencoders(model: Sequential, X: Any, *, epochs: int = 10, batch_size: int
     copied fresh for each layer), `epochs` and `batch_size` apply to every layer. `loss`: None
     (MSE, or binary cross-entropy where the layer's input lies in [0, 1]), "mse" or
     "binary_crossentropy". `layers` selects hidden Dense layers by model index (default: all).
+    X is data as `fit` takes it: a model's `preprocessing` is applied first.
     `seed` makes the run reproducible (default: the model's seed). `callbacks` go to every
     autoencoder's fit (their `model` is that autoencoder's Sequential).
     """
@@ -150,7 +151,7 @@ def autoencoders(model: Sequential, X: Any, *, epochs: int = 10, batch_size: int
     bad = _checks.first_nonfinite(X)
     if bad is not None:
         raise ValueError(f"{fn}: X holds NaN or inf (first at row {bad[0]}, column {bad[1]})")
-    h = np.ascontiguousarray(X, dtype=model.dtype)
+    h = model._network_input(X)  # as fit sees it: the model's preprocessing (Standardize) applied
 
     result = PretrainResult()
     result.params = {"epochs": epochs, "batch_size": batch_size, "noise": noise, "noise_kind": noise_kind,
