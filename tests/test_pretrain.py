@@ -393,3 +393,25 @@ def test_cli_train_pretrain(tmp_path, monkeypatch, capsys):
     assert "--pretrain EPOCHS" in capsys.readouterr().err
     assert cli.main(common + ["--pretrain", "-1"]) == 2
     assert cli.main(common + ["--pretrain", "1", "--pretrain-noise", "1.0"]) == 2
+
+
+def test_autoencoder_save_and_load(tmp_path):
+    X = _data01()
+    ae = gs.Autoencoder([gs.Dense(12, 5), gs.Sigmoid()], seed=0)
+    ae.compile(optimizer=gs.Adam(lr=1e-2))
+    ae.fit(X, epochs=2, verbose=0, seed=0)
+    path = tmp_path / "ae.safetensors"
+    ae.save(path)
+    back = gs.Autoencoder.load(path)
+    np.testing.assert_array_equal(back.encode(X), ae.encode(X))
+    np.testing.assert_array_equal(back.reconstruct(X), ae.reconstruct(X))  # the sigmoid on the logits too
+    back.fit(X, epochs=1, verbose=0, seed=1)  # trains on, with the saved optimizer state
+    ae.fit(X, epochs=1, verbose=0, seed=1)
+    np.testing.assert_array_equal(back.encode(X), ae.encode(X))
+    plain = tmp_path / "plain.safetensors"
+    _deep().save(plain)
+    with pytest.raises(ValueError, match="not an autoencoder"):
+        gs.Autoencoder.load(plain)
+    tied = gs.Autoencoder([gs.Dense(12, 5), gs.Sigmoid()], tied=True)
+    with pytest.raises(NotImplementedError, match="tied"):
+        tied.save(tmp_path / "tied.safetensors")
