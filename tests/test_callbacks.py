@@ -327,6 +327,32 @@ def test_early_stopping_restores_after_a_stop_inside_an_epoch(digits):
     assert all(np.all(np.isfinite(v)) for v in model.state_dict().values())
 
 
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_early_stopping_does_not_roll_back_an_interrupted_fit(digits, exc):
+    """Ctrl-C (or any exception) in the middle of fit: the weights stay those trained so far, as
+    in Keras (restoring belongs to a normal end of training); best_state still holds the best."""
+
+    class Interrupt(Callback):
+        def on_batch_end(self, batch, logs=None):
+            if self.model.epochs_done == 6 and batch == 3:
+                self.trained = self.model.state_dict()
+                raise exc("stop")
+
+    model = mlp(lr=0.05)
+    es, stop = EarlyStopping(patience=50), Interrupt()
+    with pytest.raises(exc):
+        overfit(model, digits, [es, stop])
+    assert es.interrupted and es.best_state is not None and es.best_epoch < 6
+    assert_same_state(model.state_dict(), stop.trained)  # not rolled back to the best epoch
+    assert not all(np.array_equal(model.state_dict()[k], v) for k, v in es.best_state.items())
+    # a normal end still restores, and clears the flag
+    model = mlp(lr=0.05)
+    es = EarlyStopping(patience=50)
+    overfit(model, digits, [es], epochs=8)
+    assert not es.interrupted
+    assert_same_state(model.state_dict(), es.best_state)
+
+
 def test_model_checkpoint_saves_improving_epochs(tmp_path, digits):
     _, _, Xv, yv = digits
     model = mlp(lr=0.05)

@@ -3,7 +3,7 @@
 `fit` calls, in order: `set_model(model)`, `on_train_begin({})`, then for every epoch
 `on_epoch_begin(epoch, {})`, `on_batch_end(batch, {"loss": float, "size": n})` after each
 mini-batch and `on_epoch_end(epoch, logs)` with `logs` holding "loss", "val_loss" (with
-validation data), every metric and its "val_" twin, and "lr"; finally `on_train_end({})`.
+validation data), every metric and its "val_" twin, and "lr"; finally `on_train_end({})` (`{"interrupted": True}` when an exception such as KeyboardInterrupt ended fit).
 Epoch and batch indices are 0-based. Setting `model.stop_training = True` in `on_epoch_end` stops
 `fit` after that epoch, in `on_batch_end` right after that batch.
 """
@@ -125,7 +125,9 @@ class EarlyStopping(Callback):
     """Stop training when `monitor` has not improved by more than `min_delta` for `patience` epochs.
 
     With `restore_best`, a deep copy of `model.state_dict()` is kept from the best epoch and loaded
-    back when training ends (also when it ran all its epochs or another callback stopped it).
+    back when training ends (also when it ran all its epochs or another callback stopped it), but
+    not when fit is interrupted by an exception such as KeyboardInterrupt (then `interrupted` is
+    True and `best_state` still holds the best weights).
     After training: `best` (the best value), `best_epoch` (0-based; None if no epoch produced a
     comparable value) and `stopped_epoch` (the epoch that stopped training, None if none did).
     `mode="auto"` maximizes names containing "acc" and minimizes everything else.
@@ -152,6 +154,7 @@ class EarlyStopping(Callback):
         self.stopped_epoch: int | None = None
         self.wait = 0
         self.best_state: dict[str, np.ndarray] | None = None
+        self.interrupted = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._reset()
@@ -170,8 +173,13 @@ class EarlyStopping(Callback):
             self._require_model("stopping").stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        # Always restore, even when the last finished epoch was the best: a stop inside an epoch
-        # (TerminateOnNaN after a batch) leaves weights changed since that epoch ended.
+        # Always restore when training ends normally, even when the last finished epoch was the
+        # best: a stop inside an epoch (TerminateOnNaN after a batch) leaves weights changed since
+        # that epoch ended. Not when fit was interrupted (Ctrl-C, an exception): as in Keras, the
+        # weights stay those trained so far (`best_state` keeps the best ones for the user).
+        self.interrupted = bool((logs or {}).get("interrupted"))
+        if self.interrupted:
+            return
         if self.restore_best and self.best_state is not None:
             self._require_model("restore_best").load_state_dict(copy.deepcopy(self.best_state))
 

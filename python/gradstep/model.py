@@ -306,6 +306,7 @@ class Sequential:
         xbuf = np.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
         ybuf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
         progress = _progress_factory(verbose)
+        ended_normally = False
         try:
             for e in range(epochs):
                 epoch = self.epochs_done
@@ -360,9 +361,12 @@ class Sequential:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
+            ended_normally = True
         finally:
+            # An exception (Ctrl-C included) still ends the callbacks (files closed), flagged so
+            # that none acts as on a finished run (EarlyStopping does not roll weights back).
             for cb in callbacks:
-                cb.on_train_end({})
+                cb.on_train_end({} if ended_normally else {"interrupted": True})
         return history
 
     def _resolve_seed(self, seed: int | None) -> int:
