@@ -42,6 +42,7 @@ __all__ = ["KINDS", "Finding", "GradcheckReport", "LRFindResult", "GradientMonit
 
 # The stable identifiers a Finding's `kind` takes ("ok" and "skipped" are the checks' verdicts).
 OVERFIT_RISE = 0.10  # validation-loss rise over its minimum that counts as overfitting
+OVERFIT_GAP = 0.25   # ... and the final validation loss at least this fraction above the training loss
 KINDS = ("ok", "skipped", "lr_too_high", "lr_too_low", "overfitting", "nan", "vanishing_gradients",
          "exploding_gradients", "dead_relu", "saturation", "bad_initial_loss", "cannot_overfit",
          "gradcheck_failed")
@@ -58,10 +59,15 @@ SATURATED_FRACTION = 0.25     # fraction of a hidden sigmoid/tanh layer's output
 FLAT_DECREASE = 0.05          # relative decrease of the training loss below this over a run: flat
 SLOW_DECREASE = 0.25          # ... or below this with tiny updates and accuracy under 50%: creeping
 TINY_UPDATE_RATIO = 1e-4      # update/weight ratio per step below this is tiny (about 1e-3 is healthy)
-# An initial loss above expected + max(INITIAL_ABS, INITIAL_REL * expected) is bad (classification):
-# the library's default initializations (He or Xavier hidden layers, Xavier output) give 2.2 to 3.9 on
-# standardized digits (ln 10 = 2.30; ELU nets the highest), and one batch of 32 adds about +-0.3.
-INITIAL_ABS, INITIAL_REL = 2.5, 1.0
+# Classification: an initial loss (on up to 1000 samples) outside [INITIAL_LOW, INITIAL_HIGH] x the
+# loss of uniform predictions (ln C) is bad. Logits of standard deviation s add about s^2/2 to ln C:
+# 1.25 x ln 10 allows s up to ~1.1. He-initialized ReLU/ELU nets with a Xavier output layer start at
+# 2.7 to 3.2 on standardized digits (flagged above 2.88, with the remedy: a smaller output layer
+# init), tanh/Xavier nets at 2.4. The first mini-batch alone (what diagnose sees) is noisier: there
+# the band is [INITIAL_LOW, INITIAL_BATCH_HIGH] x ln C.
+INITIAL_LOW, INITIAL_HIGH, INITIAL_BATCH_HIGH = 0.5, 1.25, 2.0
+# overfit_small passes when its loss falls below tol x the problem's scale (ln C, ln 2 or the
+# variance of the targets it fits), not below an absolute tol.
 # MSE: an initial loss above MSE_HIGH x the target variance is bad; above MSE_UNCENTRED x when the
 # targets' mean squared exceeds MSE_OFFSET x their variance (the offset then dominates the loss).
 MSE_HIGH, MSE_UNCENTRED, MSE_OFFSET = 10.0, 3.0, 2.0
@@ -456,8 +462,8 @@ def check_initial_loss(model: Sequential, X: Any, y: Any, max_samples: int = 100
                                 "samples": int(X.shape[0])}
     classification = not isinstance(model.loss, _losses.MSE)
     if classification:
-        high = expected + max(INITIAL_ABS, INITIAL_REL * expected)
-        low = 0.5 * expected
+        high = INITIAL_HIGH * expected
+        low = INITIAL_LOW * expected
     else:
         # Untrained regression nets with the default initializations start at 1 to 8x the target
         # variance (the outputs' own spread); far more, or a loss dominated by targets that are not
@@ -469,7 +475,8 @@ def check_initial_loss(model: Sequential, X: Any, y: Any, max_samples: int = 100
         low = -math.inf
     if math.isfinite(measured) and low <= measured <= high:
         if classification:
-            return Finding("ok", f"the initial loss {measured:.4g} is close to the expected {why}", evidence)
+            return Finding("ok", f"the initial loss {measured:.4g} is within {measured / expected - 1:+.0%} of the "
+                                 f"expected {why}", evidence)
         return Finding("ok", f"the initial loss {measured:.4g} is {measured / expected:.2g}x the target variance "
                              f"{expected:.4g} (the loss of predicting the mean), as an untrained model's "
                              f"spread of outputs gives", evidence)
@@ -500,11 +507,19 @@ def check_initial_loss(model: Sequential, X: Any, y: Any, max_samples: int = 100
             causes.append(f"the initial weights are too large (the outputs have standard deviation "
                           f"{out_std:.3g}, want about 1 or less): use init='he' for ReLU layers and "
                           f"'xavier' for tanh/sigmoid and the output layer")
+        elif classification and not causes:
+            causes.append(f"the untrained model's logits spread too much (standard deviation {out_std:.2g}; "
+                          f"each unit of spread² adds about half a unit of loss): start the output layer "
+                          f"smaller, e.g. init='normal' (std 0.01) on the last Dense, so that training "
+                          f"begins from uniform predictions")
         if not causes:
             causes.append("check the weight initialization (He for ReLU, Xavier otherwise), the final "
                           "activation / loss pairing and the input scaling")
-        msg = (f"the initial loss {measured:.4g} is far above the expected {why}; the usual causes: "
-               + "; ".join(causes))
+        msg = (f"the initial loss {measured:.4g} is {measured / expected - 1:+.0%} above the expected {why} "
+               f"(more than {INITIAL_HIGH - 1:.0%} above is a sign to look at); the usual causes: "
+               + "; ".join(causes)) if classification else (
+              f"the initial loss {measured:.4g} is far above the expected {why}; the usual causes: "
+              + "; ".join(causes))
     else:
         if not causes:
             causes.append("is the model already trained, or do the labels leak into the inputs?")
@@ -518,8 +533,10 @@ def overfit_small(model: Sequential, X: Any, y: Any, n: int = 20, max_steps: int
                   tol: float = 1e-2, seed: int = 0) -> Finding:
     """Train a copy of the model (regularization off: no L2, dropout as identity, a fresh optimizer
     with the same settings) on `n` samples, full batch, for at most `max_steps` steps. It passes
-    ("ok") when the loss falls below `tol`, or, for a classifier, when every sample is classified
-    right and the loss is below 0.1; otherwise "cannot_overfit"."""
+    ("ok") when the loss falls below `tol` times the problem's scale (the loss of uniform
+    predictions, ln C or ln 2, for a classifier; the variance of the n targets for MSE; else the
+    first step's loss), or, for a classifier, when every sample is classified right and the loss
+    is below 5% of that scale; otherwise "cannot_overfit"."""
     fn = "overfit_small"
     _require_model(model, fn)
     n = _checks.check_int(n, f"{fn}: n", 1)
@@ -536,6 +553,10 @@ def overfit_small(model: Sequential, X: Any, y: Any, n: int = 20, max_steps: int
     net = _clone_model(model, dropout_as_identity=True, drop_l2=True)
     classification = _is_classification(net)
     lr = float(net.optimizer.lr)
+    scale, _ = _expected_initial_loss(net, ys)
+    if scale is not None and not scale > 0:  # constant targets: fall back on the first loss
+        scale = None
+    target = None if scale is None else tol * scale
     first = last = best = math.nan
     acc = math.nan
     steps = 0
@@ -544,13 +565,15 @@ def overfit_small(model: Sequential, X: Any, y: Any, n: int = 20, max_steps: int
         last = net.train_step(Xs, ys)
         if steps == 1:
             first = best = last
+            if target is None:
+                scale, target = abs(first), tol * abs(first)
         if not math.isfinite(last):
             break
         best = min(best, last)
-        if last < tol:
+        if last < target:
             passed = True
             break
-        if classification and (steps % 10 == 0 or steps == max_steps) and last < 0.1:
+        if classification and (steps % 10 == 0 or steps == max_steps) and last < 0.05 * scale:
             acc = _accuracy(net, net.predict(Xs), ys)
             if acc == 1.0:
                 passed = True
@@ -558,7 +581,7 @@ def overfit_small(model: Sequential, X: Any, y: Any, n: int = 20, max_steps: int
     if classification and math.isfinite(last) and math.isnan(acc):
         acc = _accuracy(net, net.predict(Xs), ys)
     evidence: dict[str, Any] = {"samples": n, "steps": steps, "initial_loss": first, "final_loss": last,
-                                "best_loss": best, "lr": lr}
+                                "best_loss": best, "target": target, "lr": lr}
     if classification:
         evidence["accuracy"] = acc
     if passed:
@@ -575,7 +598,7 @@ def overfit_small(model: Sequential, X: Any, y: Any, n: int = 20, max_steps: int
                f"not reach the weights (run gradcheck)")
     else:
         msg = (f"on {n} samples the loss falls from {first:.4g} only to {last:.4g} in {steps} steps "
-               f"(want < {tol:g}): the model may be too small (add units or layers), the learning rate "
+               f"(want < {target:.3g}, {tol:g} x the problem's scale {scale:.4g}): the model may be too small (add units or layers), the learning rate "
                f"{_lr_text(lr)} too low (try {_lr_text(lr * 3)}), or there is a bug (run gradcheck)")
     return Finding("cannot_overfit", msg, evidence)
 
@@ -586,7 +609,12 @@ class LRFindResult:
     """The learning-rate sweep: `lrs` and `losses` (smoothed, bias-corrected exponential moving
     average) and `raw_losses` per step; `suggestion` is the lr at the smoothed minimum divided by
     10 (`rule`), `steepest` the lr where the smoothed loss falls fastest, `min_loss_lr` the lr at
-    the minimum; `stopped_early` when the loss exceeded 4x its best (or became NaN)."""
+    the minimum; `stopped_early` when the loss exceeded 4x its best (or became NaN).
+
+    When the loss never falls clearly (by LR_FIND_DESCENT of its starting level: a model already
+    trained, or a sweep that starts too high) the minimum is noise, and the rule becomes the lr
+    where the loss rises for good (LR_FIND_RISE above its plateau), divided by 10. The suggestion
+    always lies inside the swept range."""
 
     lrs: list[float]
     losses: list[float]
@@ -607,6 +635,11 @@ class LRFindResult:
     def __repr__(self) -> str:
         return (f"LRFindResult(steps={len(self.lrs)}, suggestion={self.suggestion:.3g}, "
                 f"steepest={self.steepest:.3g}, stopped_early={self.stopped_early})")
+
+
+LR_FIND_DESCENT = 0.25  # the smoothed loss must fall this fraction below its start for the minimum to count
+# (the moving average of a trained model's noisy batch losses wanders 10-20% on its own)
+LR_FIND_RISE = 0.20     # ... else: the lr where it rises this fraction above its plateau for good, / 10
 
 
 def lr_find(model: Sequential, X: Any, y: Any, min_lr: float = 1e-7, max_lr: float = 10.0,
@@ -673,7 +706,21 @@ def lr_find(model: Sequential, X: Any, y: Any, min_lr: float = 1e-7, max_lr: flo
         ls = np.log(np.asarray(lrs[start:k + 1]))
         slope = np.gradient(np.asarray(smooth[start:k + 1]), ls)
         steepest = lrs[start + int(np.argmin(slope))]
-    return LRFindResult(lrs, smooth, raw, min_loss_lr / 10, steepest, min_loss_lr, stopped)
+    suggestion, rule = min_loss_lr / 10, "lr at the minimum of the smoothed loss / 10"
+    # The starting level: the median raw loss of the first tenth (the moving average is still
+    # settling there, and a minimum inside it is noise, not a descent).
+    level = float(np.median(raw[:start]))
+    if finite and (k < start or not smooth[k] < (1 - LR_FIND_DESCENT) * level):
+        # The plateau is the median smoothed loss after the settling steps (noise averages out
+        # there); the rise starts after the last step at or below (1 + LR_FIND_RISE) x plateau.
+        plateau = float(np.median(smooth[start:])) if len(smooth) > start else smooth[-1]
+        below = [j for j in range(start, len(smooth)) if smooth[j] <= (1 + LR_FIND_RISE) * plateau]
+        rising = min(below[-1] + 1 if below else start, len(smooth) - 1)
+        suggestion = lrs[rising] / 10
+        rule = (f"the loss did not fall by {LR_FIND_DESCENT:.0%} in the sweep (a trained model, or min_lr too "
+                f"high): lr where it rises {LR_FIND_RISE:.0%} above its plateau / 10")
+    suggestion = min(max(suggestion, lrs[0]), lrs[-1])
+    return LRFindResult(lrs, smooth, raw, suggestion, steepest, min_loss_lr, stopped, rule)
 
 
 # ---- the training monitor ----------------------------------------------------------------------
@@ -780,6 +827,7 @@ class GradientMonitor(Callback):
         if model.epochs_done == 0 and self.initial_loss is None:
             self._want_initial = True
             self.expected_initial_loss, _ = _expected_initial_loss(model)
+        self._regression = isinstance(model.loss, _losses.MSE)
         arena = model.arena
         # Per parameter layer: the (offset, size) slots of its weights ("weight", BatchNorm's
         # "gamma", PReLU's "alpha"; all its parameters when it has none of those).
@@ -892,11 +940,21 @@ class GradientMonitor(Callback):
             layers[name] = d
         rec["layers"] = layers
         rec["flags"] = []
-        for finding in _gradient_findings(rec, first):
+        for finding in _gradient_findings(rec, first, self.gradient_scale):
             rec["flags"].append(finding.kind)
             if finding.kind not in {f.kind for f in self._flags}:
                 self._flags.append(finding)
         return rec
+
+    @property
+    def gradient_scale(self) -> float:
+        """What the gradient thresholds are multiplied by: 1 for classification losses (whose output
+        gradients are probabilities minus targets, at most 1 per sample); for MSE the root of the
+        first mini-batch's loss when above 1, since the output gradient grows with the error, and
+        so with the targets' scale (targets in the hundreds give gradients in the hundreds)."""
+        if getattr(self, "_regression", False) and self.initial_loss is not None and self.initial_loss > 1:
+            return math.sqrt(self.initial_loss) if math.isfinite(self.initial_loss) else 1.0
+        return 1.0
 
     def _take_snapshot(self) -> None:
         params = self.model.arena.params
@@ -1005,8 +1063,9 @@ def _param_layers(rec: dict) -> list[tuple[str, dict]]:
     return sorted(((n, s) for n, s in rec["layers"].items() if "grad_norm" in s), key=lambda t: t[1]["index"])
 
 
-def _gradient_findings(rec: dict, first: dict | None) -> list[Finding]:
-    """Vanishing or exploding gradients in one epoch's record (against the first record)."""
+def _gradient_findings(rec: dict, first: dict | None, scale: float = 1.0) -> list[Finding]:
+    """Vanishing or exploding gradients in one epoch's record (against the first record); the
+    absolute thresholds are multiplied by `scale` (GradientMonitor.gradient_scale)."""
     found: list[Finding] = []
     when = "at the first step" if "batch" in rec else f"at epoch {rec['epoch'] + 1}"
     layers = [(n, s) for n, s in _param_layers(rec) if s["type"] in ("Dense", "Maxout")]
@@ -1018,9 +1077,9 @@ def _gradient_findings(rec: dict, first: dict | None) -> list[Finding]:
     growth = math.nan
     if first is not None and math.isfinite(rec.get("grad_norm", math.nan)) and first.get("grad_norm", 0) > 0:
         growth = rec["grad_norm"] / first["grad_norm"]
-    if bad or biggest > EXPLODING_NORM or growth > EXPLODING_GROWTH:
+    if bad or biggest > EXPLODING_NORM * scale or growth > EXPLODING_GROWTH:
         where = (f"the gradient of {bad[0][0]} is {bad[0][1]}" if bad else
-                 f"the largest weight-gradient norm is {biggest:.3g}" if biggest > EXPLODING_NORM else
+                 f"the largest weight-gradient norm is {biggest:.3g}" if biggest > EXPLODING_NORM * scale else
                  f"the gradient norm grew {growth:.3g}x since the first measurement")
         found.append(Finding("exploding_gradients",
                              f"exploding gradients {when}: {where}; lower the learning "
@@ -1032,7 +1091,7 @@ def _gradient_findings(rec: dict, first: dict | None) -> list[Finding]:
     if len(layers) >= 2 and norms[0] > 0 and norms[-1] > 0:
         g_first, g_last = norms[0], norms[-1]
         ratio = g_first / g_last
-        if ratio < VANISHING_RATIO or biggest < VANISHING_ABS:
+        if ratio < VANISHING_RATIO or biggest < VANISHING_ABS * scale:
             found.append(Finding("vanishing_gradients",
                                  f"vanishing gradients {when}: the first layer's weight "
                                  f"gradient ({layers[0][0]}, norm {g_first:.3g}) is {ratio:.2g} times the last "
@@ -1040,7 +1099,7 @@ def _gradient_findings(rec: dict, first: dict | None) -> list[Finding]:
                                  f"tanh), fewer sigmoid layers, or BatchNorm",
                                  {"epoch": rec["epoch"] + 1, "first_grad_norm": g_first,
                                   "last_grad_norm": g_last, "ratio": ratio}))
-    elif len(layers) == 1 and 0 < biggest < VANISHING_ABS:
+    elif len(layers) == 1 and 0 < biggest < VANISHING_ABS * scale:
         found.append(Finding("vanishing_gradients",
                              f"vanishing gradients {when}: the weight-gradient norm is "
                              f"{biggest:.3g}", {"epoch": rec["epoch"] + 1, "max_grad_norm": biggest}))
@@ -1076,6 +1135,7 @@ class _Diagnosis:
         if self.initial is not None and not math.isfinite(self.initial):
             self.initial = None
         self.expected = monitor.expected_initial_loss if monitor is not None else None
+        self.scale = monitor.gradient_scale if monitor is not None else 1.0
 
     def lr_hint(self, factor: float) -> str:
         if self.lr is None:
@@ -1132,11 +1192,11 @@ class _Diagnosis:
         seen: dict[str, Finding] = {}
         recs = ([self.first] if self.first is not None and self.first not in self.records else []) + self.records
         for rec in recs:
-            for f in _gradient_findings(rec, self.first if rec is not self.first else None):
+            for f in _gradient_findings(rec, self.first if rec is not self.first else None, self.scale):
                 seen.setdefault(f.kind, f)
         # Vanishing gradients that recover (e.g. while BatchNorm warms up) are fine: the last record decides.
         if "vanishing_gradients" in seen and self.records:
-            last = _gradient_findings(self.records[-1], self.first)
+            last = _gradient_findings(self.records[-1], self.first, self.scale)
             if not any(f.kind == "vanishing_gradients" for f in last):
                 del seen["vanishing_gradients"]
         return list(seen.values())
@@ -1145,8 +1205,8 @@ class _Diagnosis:
         if self.initial is None or self.expected is None:
             return None
         exp, got = self.expected, self.initial
-        high = exp + max(INITIAL_ABS, INITIAL_REL * exp)
-        if 0.5 * exp <= got <= high:
+        high = INITIAL_BATCH_HIGH * exp
+        if INITIAL_LOW * exp <= got <= high:
             return None
         side = "above" if got > high else "below"
         return Finding("bad_initial_loss",
@@ -1230,10 +1290,13 @@ class _Diagnosis:
         rise = val[-1] / max(val[best], 1e-12) - 1.0
         gap_best, gap_last = val[best] - loss[best], val[-1] - loss[-1]
         # The validation loss rises clearly (by more than OVERFIT_RISE over its best) while the
-        # training loss keeps falling and the gap widens. A rise of a few percent after the best
+        # training loss keeps falling and the gap widens to more than OVERFIT_GAP of the training loss. A rise of a few percent after the best
         # epoch is the ordinary end of a healthy run (seen on digits with Adam, BatchNorm or SGD
         # momentum: 2-7%), and stays quiet.
-        if loss[-1] < loss[best] and gap_last > gap_best and rise > OVERFIT_RISE:
+        # And the two curves must have parted: a validation loss level with the training loss
+        # (0.040 against 0.039) is no overfitting, whatever its own wobble.
+        parted = gap_last > OVERFIT_GAP * max(loss[-1], 1e-12)
+        if loss[-1] < loss[best] and gap_last > gap_best and rise > OVERFIT_RISE and parted:
             return Finding("overfitting",
                            f"overfitting: the validation loss is lowest at epoch {best + 1} ({val[best]:.4g}) and "
                            f"rises to {val[-1]:.4g} while the training loss falls to {loss[-1]:.3g} (gap "
