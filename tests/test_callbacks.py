@@ -501,19 +501,26 @@ def _read_scalars(path):
     return scalars
 
 
-def test_tensorboard_writes_event_files(tmp_path):
+def test_tensorboard_puts_train_and_validation_on_one_chart(tmp_path):
+    # Keras's layout: logdir/train and logdir/validation hold the same tags, which TensorBoard draws
+    # as two curves on one chart (before: "loss" and "val_loss" were two separate charts)
     pytest.importorskip("tensorboardX")
     import gradstep as gs
     X, y = gs.datasets.load_digits()
     model = gs.Sequential([gs.Dense(64, 16), gs.ReLU(), gs.Dense(16, 10)], seed=0)
     model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-2), metrics=["accuracy"])
-    h = model.fit(X[:200] / 16, y[:200], epochs=2, verbose=0, callbacks=[gs.callbacks.TensorBoard(tmp_path / "tb")])
-    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
-    assert len(events) == 1
-    scalars = _read_scalars(events[0])
-    assert {"loss", "accuracy", "lr"} <= set(scalars)
-    assert [step for step, _ in scalars["loss"]] == [0, 1]
-    assert [v for _, v in scalars["loss"]] == pytest.approx(h.history["loss"], rel=1e-6)
+    h = model.fit(X[:200] / 16, y[:200], epochs=2, verbose=0, validation_split=0.25,
+                  callbacks=[gs.callbacks.TensorBoard(tmp_path / "tb")])
+    runs = {}
+    for run in ("train", "validation"):
+        (event,) = (tmp_path / "tb" / run).glob("events.out.tfevents.*")
+        runs[run] = _read_scalars(event)
+    assert set(runs["train"]) == {"loss", "accuracy", "lr"}
+    assert set(runs["validation"]) == {"loss", "accuracy"}
+    assert [step for step, _ in runs["train"]["loss"]] == [0, 1]
+    assert [v for _, v in runs["train"]["loss"]] == pytest.approx(h.history["loss"], rel=1e-6)
+    assert [v for _, v in runs["validation"]["loss"]] == pytest.approx(h.history["val_loss"], rel=1e-6)
+    assert [v for _, v in runs["validation"]["accuracy"]] == pytest.approx(h.history["val_accuracy"], rel=1e-6)
 
 
 def test_tensorboard_needs_a_path():

@@ -624,3 +624,21 @@ def test_diagnose_errors():
         D.diagnose({"val_loss": [1.0]})
     with pytest.raises(TypeError, match="monitor"):
         D.diagnose({"loss": [1.0]}, monitor="m")
+
+
+def test_diagnostics_is_a_package_without_an_import_cycle():
+    # issue 9 item 13: one module per check, the monitor and the rules; callbacks.py and the
+    # diagnostics no longer import each other (the monitor's base class is gradstep._callback's)
+    import ast
+    from pathlib import Path
+
+    pkg = Path(D.__file__).parent
+    modules = {p.stem for p in pkg.glob("*.py")}
+    assert {"gradient_check", "initial_loss", "overfit", "lr_finder", "monitor", "rules"} <= modules
+    for path in pkg.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [a.name for a in node.names]
+                assert not any("callbacks" in n for n in names), f"{path.name} imports callbacks"
+    assert D.GradientMonitor is gs.callbacks.GradientMonitor
+    assert isinstance(D.GradientMonitor(), gs.callbacks.Callback)

@@ -23,45 +23,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import _checks
+from ._callback import Callback
+from .diagnostics.monitor import GradientMonitor
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN", "CSVLogger",
            "LearningRateScheduler", "TensorBoard", "GradientMonitor"]
 
 _MODES = ("auto", "min", "max")
-
-
-class Callback:
-    """Base class: every hook is a no-op; subclasses override the ones they need."""
-
-    model: Any = None
-
-    def set_model(self, model: Any) -> None:
-        """Remember the model being trained (as `self.model`)."""
-        self.model = model
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        """Before the first epoch."""
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        """Before epoch `epoch` (0-based)."""
-
-    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        """After mini-batch `batch` (0-based within the epoch); logs has "loss" and "size"."""
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """After epoch `epoch`; logs has "loss", "val_loss", metrics, "val_" metrics and "lr"."""
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        """After the last epoch (also after an early stop)."""
-
-    def _require_model(self, what: str) -> Any:
-        if self.model is None:
-            raise RuntimeError(f"{type(self).__name__}: {what} needs a model; "
-                               f"call set_model(model) first (fit does)")
-        return self.model
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 # ---- shared argument checks --------------------------------------------------------------------
@@ -432,7 +400,10 @@ def _optimizer_of(model: Any, owner: Callback) -> Any:
 
 
 class TensorBoard(Callback):
-    """Writes every epoch's logs (loss, val_loss, metrics, lr) as TensorBoard scalars under `logdir`.
+    """Writes every epoch's logs as TensorBoard scalars under `logdir`, as Keras lays them out: the
+    training values in `logdir/train`, the validation values (the "val_" logs) in
+    `logdir/validation`, under the same tag ("loss", "accuracy", ...), so that TensorBoard draws
+    training and validation on one chart; "lr" goes with the training run.
 
     Needs tensorboardX (`pip install tensorboardX`); without it the constructor raises ImportError
     saying so. View with `tensorboard --logdir <logdir>`.
@@ -449,32 +420,25 @@ class TensorBoard(Callback):
                               "`pip install tensorboardX`") from None
         self.logdir = os.fspath(logdir)
         self._writer_class = SummaryWriter
-        self._writer: Any = None
+        self._writers: dict[str, Any] = {}
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        if self._writer is None:
-            self._writer = self._writer_class(self.logdir)
+    def _writer(self, run: str) -> Any:
+        if run not in self._writers:
+            self._writers[run] = self._writer_class(os.path.join(self.logdir, run))
+        return self._writers[run]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self._writer is None:
-            self.on_train_begin()
         for key, value in (logs or {}).items():
             if isinstance(value, numbers.Real):
-                self._writer.add_scalar(key, float(value), epoch)
-        self._writer.flush()
+                run, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                self._writer(run).add_scalar(tag, float(value), epoch)
+        for writer in self._writers.values():
+            writer.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
 
     def __repr__(self) -> str:
         return f"TensorBoard(logdir={self.logdir!r})"
-
-
-def __getattr__(name: str):
-    # GradientMonitor lives in gradstep.diagnostics (which imports this module): served lazily.
-    if name == "GradientMonitor":
-        from .diagnostics import GradientMonitor
-        return GradientMonitor
-    raise AttributeError(f"module 'gradstep.callbacks' has no attribute {name!r}")
