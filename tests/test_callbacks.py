@@ -353,6 +353,51 @@ def test_early_stopping_does_not_roll_back_an_interrupted_fit(digits, exc):
     assert_same_state(model.state_dict(), es.best_state)
 
 
+def test_reduce_lr_on_plateau_follows_keras_rules():
+    from gradstep.callbacks import ReduceLROnPlateau
+
+    class Opt:
+        lr = 1.0
+
+    class Model:
+        optimizer = Opt()
+
+    cb = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, cooldown=1, min_lr=0.2)
+    cb.set_model(Model())
+    cb.on_train_begin({})
+    values = [1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    lrs = []
+    for epoch, v in enumerate(values):
+        cb.on_epoch_end(epoch, {"val_loss": v})
+        lrs.append(Model.optimizer.lr)
+    # Keras's counting: no improvement from epoch 2, reduce at 3 (patience 2); the cooldown epoch 4
+    # resets the count and then counts, so the next reductions come at 5 and 7 (floored at min_lr);
+    # at min_lr nothing more happens
+    assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2, 0.2]
+    assert cb.reductions == [(3, 0.5), (5, 0.25), (7, 0.2)]
+    # min_delta: an improvement smaller than it does not count
+    cb = ReduceLROnPlateau(patience=1, min_delta=0.1)
+    Model.optimizer.lr = 1.0
+    cb.set_model(Model())
+    cb.on_train_begin({})
+    for epoch, v in enumerate([1.0, 0.95, 0.8]):
+        cb.on_epoch_end(epoch, {"val_loss": v})
+    assert cb.reductions == [(1, 0.1)]
+
+
+def test_reduce_lr_on_plateau_in_fit(digits):
+    from gradstep.callbacks import ReduceLROnPlateau
+
+    model = mlp(lr=0.05)
+    cb = ReduceLROnPlateau(patience=1, factor=0.5)
+    h = overfit(model, digits, [cb], epochs=12)  # the validation loss turns up: the rate halves
+    assert cb.reductions and h.history["lr"][0] == 0.05
+    first = cb.reductions[0][0]
+    assert h.history["lr"][first + 1] == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="factor"):
+        ReduceLROnPlateau(factor=1.0)
+
+
 def test_model_checkpoint_saves_improving_epochs(tmp_path, digits):
     _, _, Xv, yv = digits
     model = mlp(lr=0.05)

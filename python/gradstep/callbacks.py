@@ -27,7 +27,7 @@ from ._callback import Callback
 from .diagnostics.monitor import GradientMonitor
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN", "CSVLogger",
-           "LearningRateScheduler", "TensorBoard", "GradientMonitor"]
+           "LearningRateScheduler", "ReduceLROnPlateau", "TensorBoard", "GradientMonitor"]
 
 _MODES = ("auto", "min", "max")
 
@@ -372,6 +372,68 @@ class LearningRateScheduler(Callback):
 
     def __repr__(self) -> str:
         return f"LearningRateScheduler(schedule={self.schedule!r})"
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by `factor` when `monitor` has not improved by more than
+    `min_delta` for `patience` epochs (Keras's callback, its defaults): then wait `cooldown` epochs
+    before counting again; never go below `min_lr`. `mode="auto"` maximizes names containing
+    "acc". `reductions` lists (epoch, new lr) for each reduction; `verbose=1` prints them."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0, mode: str = "auto",
+                 verbose: int = 0) -> None:
+        self.monitor = _check_str(monitor, "ReduceLROnPlateau: monitor")
+        self.factor = _checks.check_float(factor, "ReduceLROnPlateau: factor", 0.0, 1.0,
+                                          min_inclusive=False, max_inclusive=False)
+        self.patience = _checks.check_int(patience, "ReduceLROnPlateau: patience", 0)
+        self.min_delta = _checks.check_float(min_delta, "ReduceLROnPlateau: min_delta", 0.0)
+        self.cooldown = _checks.check_int(cooldown, "ReduceLROnPlateau: cooldown", 0)
+        self.min_lr = _checks.check_float(min_lr, "ReduceLROnPlateau: min_lr", 0.0)
+        _check_mode(mode, self.monitor, "ReduceLROnPlateau")
+        self.mode = mode
+        self.verbose = _checks.check_int(verbose, "ReduceLROnPlateau: verbose", 0)
+        self._reset()
+
+    def _reset(self) -> None:
+        direction = _check_mode(self.mode, self.monitor, "ReduceLROnPlateau")
+        self.best = math.inf if direction == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_left = 0
+        self.reductions: list[tuple[int, float]] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._reset()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        direction = _check_mode(self.mode, self.monitor, "ReduceLROnPlateau")
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if _improved(value, self.best, direction, self.min_delta):
+            self.best, self.wait = value, 0
+            return
+        if self.cooldown_left > 0:
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            optimizer = _optimizer_of(self._require_model("reducing the learning rate"), self)
+            old = float(optimizer.lr)
+            new = max(old * self.factor, self.min_lr)
+            if new < old:
+                optimizer.lr = new
+                self.reductions.append((epoch, new))
+                if self.verbose:
+                    print(f"ReduceLROnPlateau: epoch {epoch + 1}: {self.monitor} did not improve for "
+                          f"{self.wait} epochs; learning rate {old:.3g} -> {new:.3g}")
+                self.cooldown_left = self.cooldown
+                self.wait = 0
+
+    def __repr__(self) -> str:
+        return (f"ReduceLROnPlateau(monitor={self.monitor!r}, factor={self.factor}, patience={self.patience}, "
+                f"min_delta={self.min_delta}, cooldown={self.cooldown}, min_lr={self.min_lr}, "
+                f"mode={self.mode!r})")
 
 
 def _takes_lr(schedule: Callable[..., Any]) -> bool:
