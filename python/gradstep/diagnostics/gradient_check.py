@@ -125,10 +125,17 @@ def gradcheck(model_or_layer: Any, x: Any, y: Any = None, loss: Any = None, eps:
             if model.loss is None:
                 raise ValueError(f"{fn}: y was given but the model has no loss; compile it or pass loss=")
             loss = copy.deepcopy(model.loss)
-        x64 = _checks.float_array(x, f"{fn}: x", np.dtype(np.float64), ndim=2)
-        if model.in_features is not None and x64.shape[1] != model.in_features:
-            raise ValueError(f"{fn}: x must have {model.in_features} features (the model's "
-                             f"in_features), got shape {x64.shape}")
+        x64 = _checks.float_array(x, f"{fn}: x", np.dtype(np.float64))
+        want = model.input_shape
+        if want is None or len(want) == 1:
+            if x64.ndim != 2:
+                raise ValueError(f"{fn}: x must be a 2-D array (N, features), got shape {x64.shape}")
+            if model.in_features is not None and x64.shape[1] != model.in_features:
+                raise ValueError(f"{fn}: x must have {model.in_features} features (the model's "
+                                 f"in_features), got shape {x64.shape}")
+        elif x64.shape[1:] != want:
+            raise ValueError(f"{fn}: x must have shape (N, {', '.join(map(str, want))}) (the model's "
+                             f"input_shape), got {x64.shape}")
         owner = model
     elif isinstance(model_or_layer, Layer):
         layer = model_or_layer

@@ -10,6 +10,8 @@ VANISHING_RATIO = 1e-3        # first-layer / last-layer weight-gradient norm be
 VANISHING_ABS = 1e-7          # every weight-gradient norm below this: vanishing
 EXPLODING_NORM = 1e2          # a weight-gradient norm above this (or inf/NaN): exploding (He-init nets start at 1-10)
 EXPLODING_GROWTH = 1e2        # the total gradient norm growing by this factor over the run: exploding
+# Layers whose weight gradients tell vanishing/exploding gradients (those with a matrix or filters).
+_WEIGHT_LAYERS = ("Dense", "Maxout", "Conv1D", "Conv2D")
 
 
 def _param_layers(rec: dict) -> list[tuple[str, dict]]:
@@ -21,7 +23,7 @@ def _gradient_findings(rec: dict, first: dict | None, scale: float = 1.0) -> lis
     absolute thresholds are multiplied by `scale` (GradientMonitor.gradient_scale)."""
     found: list[Finding] = []
     when = "at the first step" if "batch" in rec else f"at epoch {rec['epoch'] + 1}"
-    layers = [(n, s) for n, s in _param_layers(rec) if s["type"] in ("Dense", "Maxout")]
+    layers = [(n, s) for n, s in _param_layers(rec) if s["type"] in _WEIGHT_LAYERS]
     if not layers:
         return found
     norms = [s["grad_norm"] for _, s in layers]

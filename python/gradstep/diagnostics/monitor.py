@@ -13,8 +13,6 @@ from .. import losses as _losses
 from .._callback import Callback
 from ..layers import activation as _act
 from ..layers.base import Layer
-from ..layers.dense import Dense
-from ..layers.maxout import Maxout
 from ..model import Sequential
 from .findings import Finding
 from .gradients import _gradient_findings
@@ -31,26 +29,20 @@ def _layer_names(model: Sequential) -> list[str]:
 def _last_input(model: Sequential) -> tuple[int, np.ndarray | None]:
     """(i, x): the input x of layer i in the last training step, for the layer-by-layer path's
     statistics: the model's last batch when it keeps one (`_last_batch`), else what the first Dense
-    or Maxout layer kept for its backward (its input; the layers before it have no parameters)."""
+    or Maxout layer's last forward took (the layers before it have no parameters)."""
     x = getattr(model, "_last_batch", None)
     if isinstance(x, np.ndarray):
         return 0, x
     for i, layer in enumerate(model.layers):
-        if isinstance(layer, (Dense, Maxout)):
-            saved = layer._saved
-            if isinstance(saved, tuple):  # Maxout keeps (x, argmax)
-                saved = saved[0]
-            return i, saved if isinstance(saved, np.ndarray) else None
+        if layer.has_params:
+            return i, layer._last_x if layer._saved is not None else None
     return 0, None
 
 
 def _saved_output(layer: Layer) -> np.ndarray | None:
-    """The output of the layer's last training forward, when the layer kept it for its backward."""
-    saved = layer._saved
-    if type(layer) in (_act.Sigmoid, _act.Tanh, _act.ReLU, _act.Softmax) and isinstance(saved, np.ndarray):
-        return saved
-    if type(layer) is _act.ELU and isinstance(saved, tuple) and len(saved) == 2:
-        return saved[1]
+    """The output of the layer's last training forward (what its op kept for backward)."""
+    if type(layer) in _ACTIVATIONS and layer._saved is not None:
+        return layer._last_y
     return None
 
 
