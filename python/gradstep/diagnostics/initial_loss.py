@@ -136,9 +136,9 @@ def check_initial_loss(model: Sequential, X: Any, y: Any, max_samples: int = 100
                           f"'xavier' for tanh/sigmoid and the output layer")
         elif classification and not causes:
             causes.append(f"the untrained model's logits spread too much (standard deviation {out_std:.2g}; "
-                          f"each unit of spread² adds about half a unit of loss): start the output layer "
-                          f"smaller, e.g. init='normal' (std 0.01) on the last Dense, so that training "
-                          f"begins from uniform predictions")
+                          f"random logits of spread s add about s²/2 = {out_std ** 2 / 2:.2g} to ln C): start "
+                          f"the output layer smaller, e.g. init='normal' (std 0.01) on the last Dense, so "
+                          f"that training begins from uniform predictions")
         if not causes:
             causes.append("check the weight initialization (He for ReLU, Xavier otherwise), the final "
                           "activation / loss pairing and the input scaling")
