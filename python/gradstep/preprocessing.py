@@ -88,6 +88,22 @@ class Standardize:
         return f"Standardize(sample_shape={self.sample_shape})"
 
 
+# ---- columns by name ---------------------------------------------------------------------------
+def select_columns(X: Any, names: list[str] | None, where: str) -> Any:
+    """A table with named columns (a pandas DataFrame) given to a model that knows its
+    `feature_names_in_` is read by those names, in the model's order (extra columns, e.g. the
+    target, are left out); a missing column raises ValueError naming it. Anything else passes."""
+    columns = getattr(X, "columns", None)
+    if names is None or columns is None or not hasattr(X, "loc"):
+        return X
+    columns = [str(c) for c in columns]
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise ValueError(f"{where} lacks the feature column(s) {missing} the model was trained on "
+                         f"(it has {columns})")
+    return X.loc[:, list(names)].to_numpy()
+
+
 # ---- class labels ------------------------------------------------------------------------------
 def check_classes(classes: Any, where: str) -> np.ndarray:
     """`classes` as a 1-D array of distinct values (numbers, bools or strings)."""
