@@ -485,10 +485,19 @@ class Sequential:
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks: Any = None, verbose: int = 1,
-            seed: int | None = None) -> History:
-        """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept)."""
+            seed: int | None = None, initial_epoch: int | None = None) -> History:
+        """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept).
+
+        With `initial_epoch` (Keras's meaning) training resumes at that epoch index and runs up to
+        epoch `epochs` (so `epochs - initial_epoch` epochs): epoch numbers, schedules and the
+        per-epoch shuffling continue as in one uninterrupted run."""
         self._require_compiled("fit")
         epochs = _checks.check_int(epochs, "fit: epochs", 1)
+        if initial_epoch is not None:
+            initial_epoch = _checks.check_int(initial_epoch, "fit: initial_epoch", 0)
+            if initial_epoch >= epochs:
+                raise ValueError(f"fit: initial_epoch ({initial_epoch}) must be below epochs ({epochs}), the "
+                                 "index of the epoch to stop at")
         batch_size = _checks.check_int(batch_size, "fit: batch_size", 1)
         validation_split = _checks.check_float(validation_split, "fit: validation_split", 0.0, 1.0,
                                                max_inclusive=False)
@@ -510,6 +519,8 @@ class Sequential:
             X, y = X[:-n_val], y[:-n_val]
         callbacks = self._check_callbacks(callbacks)
 
+        if initial_epoch is not None:
+            self.epochs_done, epochs = initial_epoch, epochs - initial_epoch
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": X.shape[0]}
         self.history = history
@@ -530,6 +541,7 @@ class Sequential:
         # On a GPU the training set is copied to the device once and each batch gathered there.
         device_data = self._on_device().upload(X, y) if self.device != "cpu" else None
         progress = _progress_factory(verbose)
+        ended_normally = False
         sigint = _interrupt.deferred()
         interrupt = sigint.__enter__()
         try:
@@ -541,8 +553,7 @@ class Sequential:
                 self._seed_dropout(rng)
                 order = rng.permutation(n) if shuffle else None
                 sums = {"loss": 0.0}
-                counts = {m: 0 for m in self.metrics}
-                msums = {m: 0.0 for m in self.metrics}
+                tracker = _metrics.Tracker(self.metrics, self.loss)
                 bar = progress(n_batches, f"Epoch {epoch + 1}/{self.epochs_done - e + epochs}")
                 stopped_in_batch = False
                 for b in range(n_batches):
@@ -563,10 +574,8 @@ class Sequential:
                         xb, yb = X[lo:hi], y[lo:hi]
                         value = self.train_step(xb, yb)
                     sums["loss"] += value * (hi - lo)
-                    for m in self.metrics:
-                        s, c = _metrics.batch_sums(m, self._train_output(), yb, self.loss)
-                        msums[m] += s
-                        counts[m] += c
+                    if self.metrics:
+                        tracker.update(self._train_output(), yb)
                     if bar is not None:
                         bar.update(1)
                         if b % 8 == 0 or b == n_batches - 1:
@@ -583,9 +592,7 @@ class Sequential:
                         stopped_in_batch = True
                         break
                 seen = n if not stopped_in_batch else min(n, (b + 1) * batch_size)
-                logs = {"loss": sums["loss"] / seen}
-                for m in self.metrics:
-                    logs[m] = msums[m] / max(counts[m], 1)
+                logs = {"loss": sums["loss"] / seen, **tracker.results()}
                 if val is not None:
                     for k, v in self._evaluate_arrays(*val, batch_size=max(batch_size, 256)).items():
                         logs["val_" + k] = v
@@ -599,10 +606,13 @@ class Sequential:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
+            ended_normally = True
         finally:
             sigint.__exit__(None, None, None)
+            # An exception (Ctrl-C included) still ends the callbacks (files closed), flagged so
+            # that none acts as on a finished run (EarlyStopping does not roll weights back).
             for cb in callbacks:
-                cb.on_train_end({})
+                cb.on_train_end({} if ended_normally else {"interrupted": True})
         return history
 
     def _resolve_seed(self, seed: int | None) -> int:
@@ -643,20 +653,18 @@ class Sequential:
     def _evaluate_arrays(self, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
         n = X.shape[0]
         total = 0.0
-        msums = {m: 0.0 for m in self.metrics}
-        counts = {m: 0 for m in self.metrics}
+        tracker = _metrics.Tracker(self.metrics, self.loss)
         for start in range(0, n, batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             out = self.forward(xb, training=False)
             total += self.loss.forward(out, yb) * xb.shape[0]
-            for m in self.metrics:
-                s, c = _metrics.batch_sums(m, out, yb, self.loss)
-                msums[m] += s
-                counts[m] += c
-        result = {"loss": total / n + self.penalty()}
-        for m in self.metrics:
-            result[m] = msums[m] / max(counts[m], 1)
-        return result
+            if self.metrics:
+                tracker.update(out, yb)
+        return {"loss": total / n + self.penalty(), **tracker.results()}
+
+    def __call__(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """`model(X)` is `model.predict(X)` (as Keras's)."""
+        return self.predict(X, batch_size=batch_size)
 
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs in evaluation mode (logits for a model trained with a fused loss)."""
