@@ -415,3 +415,40 @@ def test_autoencoder_save_and_load(tmp_path):
     tied = gs.Autoencoder([gs.Dense(12, 5), gs.Sigmoid()], tied=True)
     with pytest.raises(NotImplementedError, match="tied"):
         tied.save(tmp_path / "tied.safetensors")
+
+
+# ---- scikit-learn estimators -----------------------------------------------------------------------
+def test_sklearn_pretrain_epochs():
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning, SkipTestWarning
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from gradstep.sklearn import MLPClassifier, MLPRegressor
+    X, y = gs.datasets.load_digits()
+    X = X[:400] / 16.0
+    y = y[:400]
+    kw = dict(hidden_layer_sizes=(32, 32), activation="logistic", max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = MLPClassifier(**kw).fit(X, y)
+        pre = MLPClassifier(pretrain_epochs=3, **kw).fit(X, y)
+        again = MLPClassifier(pretrain_epochs=3, **kw).fit(X, y)
+        lbfgs = MLPRegressor(pretrain_epochs=2, hidden_layer_sizes=(8,), solver="lbfgs", max_iter=5,
+                             random_state=0).fit(X, X[:, 20])
+    assert not np.array_equal(plain.coefs_[0], pre.coefs_[0])
+    np.testing.assert_array_equal(pre.coefs_[0], again.coefs_[0])  # seeded from random_state
+    np.testing.assert_array_equal(pre.coefs_[0], pre.model_.layers[0].params["weight"])
+    assert lbfgs.predict(X).shape == (400,)
+    with pytest.raises(ValueError, match="pretrain_epochs"):
+        MLPClassifier(pretrain_epochs=-1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkipTestWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        results = check_estimator(MLPClassifier(pretrain_epochs=2, hidden_layer_sizes=(16,), max_iter=100,
+                                                learning_rate_init=0.01), on_fail=None)
+    # Pre-training ignores sample weights (documented), so weighting rows is not the same as
+    # repeating them: the one pair of checks that says so is expected to fail, and only it.
+    expected = {"check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data"}
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    assert failed == expected and len(results) > 40

@@ -21,7 +21,7 @@ import gradstep as gs
 from gradstep._engine import Engine
 from gradstep.sklearn import MLPClassifier, MLPRegressor
 
-GS_EXTRAS = {"dropout", "batch_norm", "dtype"}
+GS_EXTRAS = {"dropout", "batch_norm", "dtype", "pretrain_epochs"}
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import warnings
 from itertools import pairwise
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,7 @@ _EXTRA_CONSTRAINTS = {
     "dropout": [Interval(Real, 0.0, 1.0, closed="left")],
     "batch_norm": ["boolean"],
     "dtype": [None, StrOptions({"float32", "float64"})],
+    "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
 }
 
 
@@ -160,8 +161,28 @@ class _GradstepMLP:
         self._engines: dict[float, Any] = {}
         self._l2_now = -1.0
         self._load_coefs()
+        if getattr(self, "_pretrain_pending", False):
+            self._pretrain_pending = False
+            if self.pretrain_epochs:
+                self._pretrain(X)
         if new_optimizer or self.model_.optimizer is None:
             self._new_optimizer()
+
+    def _initialize(self, y, layer_units, dtype):
+        super()._initialize(y, layer_units, dtype)
+        self._pretrain_pending = True  # fresh weights: `_prepare` pre-trains them when pretrain_epochs > 0
+
+    def _pretrain(self, X: Any) -> None:
+        """Greedy layer-wise autoencoder pre-training of the fresh network's hidden layers on X
+        (gs.pretrain.autoencoders, batch size as the solver's, seeded from random_state)."""
+        import gradstep as gs
+
+        X = _dense(X, self.model_.dtype)
+        n = X.shape[0]
+        batch_size = min(200, n) if self.batch_size == "auto" else int(np.clip(self.batch_size, 1, n))
+        gs.pretrain.autoencoders(self.model_, X, epochs=self.pretrain_epochs, batch_size=batch_size,
+                                 seed=int(self._random_state.randint(0, 2**31 - 1)), verbose=0)
+        self._store_coefs()
 
     def _new_optimizer(self) -> None:
         import gradstep as gs
@@ -421,6 +442,9 @@ _DOC_EXTRAS = """
     dropout : float in [0, 1), default 0.0 -- dropout rate after each hidden activation (sgd/adam).
     batch_norm : bool, default False -- BatchNorm before each hidden activation.
     dtype : None, "float32" or "float64" -- the training arithmetic (None: the input's dtype).
+    pretrain_epochs : int, default 0 -- when > 0, fresh weights are first pre-trained greedily,
+        each hidden layer as an autoencoder for that many epochs (gs.pretrain.autoencoders, on X,
+        sample weights ignored), then trained by the solver.
     After fitting, `model_` is the trained `gs.Sequential`.
 """
 
@@ -435,7 +459,7 @@ class MLPClassifier(_GradstepMLP, _sk.MLPClassifier):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, batch_norm=False, dtype=None):
+                 dropout=0.0, batch_norm=False, dtype=None, pretrain_epochs=0):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
             batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -446,6 +470,7 @@ class MLPClassifier(_GradstepMLP, _sk.MLPClassifier):
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.dtype = dtype
+        self.pretrain_epochs = pretrain_epochs
 
 
 class MLPRegressor(_GradstepMLP, _sk.MLPRegressor):
@@ -458,7 +483,7 @@ class MLPRegressor(_GradstepMLP, _sk.MLPRegressor):
                  power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, dropout=0.0, batch_norm=False, dtype=None):
+                 max_fun=15000, dropout=0.0, batch_norm=False, dtype=None, pretrain_epochs=0):
         super().__init__(
             loss=loss, hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -470,3 +495,4 @@ class MLPRegressor(_GradstepMLP, _sk.MLPRegressor):
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.dtype = dtype
+        self.pretrain_epochs = pretrain_epochs
