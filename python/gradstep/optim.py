@@ -132,8 +132,8 @@ class Optimizer:
     def _check_clip(self, name: str, value: Any) -> float | None:
         if value is None:
             return None
-        v = _checks.check_float(value, f"{type(self).__name__}: {name}", 0.0)
-        if not (v > 0.0) or not np.isfinite(v):
+        v = _checks.check_float(value, f"{type(self).__name__}: {name}")
+        if not (v > 0.0 and np.isfinite(v)):
             raise ValueError(f"{type(self).__name__}: {name} must be a finite number > 0 or None, "
                              f"got {value!r}")
         return v
@@ -176,8 +176,10 @@ class Optimizer:
     def get_config(self) -> dict[str, Any]:
         """The constructor's keyword arguments: `type(opt)(**opt.get_config())` is a fresh copy.
         clipnorm / clipvalue appear only when set (None is their default)."""
-        return {k: v for k, v in self._hyper.items()
-                if not (k in ("clipnorm", "clipvalue") and v is None)}
+        clip = ("clipnorm", "clipvalue")
+        cfg = {k: v for k, v in self._hyper.items() if k not in clip}
+        cfg.update((k, self._hyper[k]) for k in clip if self._hyper[k] is not None)
+        return cfg
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
