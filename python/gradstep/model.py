@@ -205,9 +205,6 @@ class Sequential:
         if self.input_shape is None or self.arena is None:
             self._build(tuple(int(d) for d in shape))
 
-    def _check_sizes(self) -> None:
-        self._build()
-
     def _build_arena(self) -> None:
         specs = [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
                  for name, shape in layer._param_shapes().items()]
@@ -544,8 +541,13 @@ class Sequential:
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks: Any = None, verbose: int = 1,
-            seed: int | None = None, sample_weight: Any = None, class_weight: Any = None) -> History:
+            seed: int | None = None, initial_epoch: int | None = None, sample_weight: Any = None,
+            class_weight: Any = None) -> History:
         """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept).
+
+        With `initial_epoch` (Keras's meaning) training resumes at that epoch index and runs up to
+        epoch `epochs` (so `epochs - initial_epoch` epochs): epoch numbers, schedules and the
+        per-epoch shuffling continue as in one uninterrupted run.
 
         `sample_weight` (N,) and `class_weight` ({class: weight}, classes as `y` names them; a
         class left out weighs 1) weight each sample's loss: the loss is Σ w_i·loss_i / N (Keras's
@@ -554,6 +556,11 @@ class Sequential:
         `validation_split` splits the weights with the data."""
         self._require_compiled("fit")
         epochs = _checks.check_int(epochs, "fit: epochs", 1)
+        if initial_epoch is not None:
+            initial_epoch = _checks.check_int(initial_epoch, "fit: initial_epoch", 0)
+            if initial_epoch >= epochs:
+                raise ValueError(f"fit: initial_epoch ({initial_epoch}) must be below epochs ({epochs}), the "
+                                 "index of the epoch to stop at")
         batch_size = _checks.check_int(batch_size, "fit: batch_size", 1)
         validation_split = _checks.check_float(validation_split, "fit: validation_split", 0.0, 1.0,
                                                max_inclusive=False)
@@ -587,6 +594,8 @@ class Sequential:
                 weights = weights[:-n_val]
         callbacks = self._check_callbacks(callbacks)
 
+        if initial_epoch is not None:
+            self.epochs_done, epochs = initial_epoch, epochs - initial_epoch
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": X.shape[0]}
         self.history = history
@@ -608,6 +617,7 @@ class Sequential:
         # On a GPU the training set is copied to the device once and each batch gathered there.
         device_data = self._on_device().upload(X, y) if self.device != "cpu" else None
         progress = _progress_factory(verbose)
+        ended_normally = False
         sigint = _interrupt.deferred()
         interrupt = sigint.__enter__()
         try:
@@ -619,8 +629,7 @@ class Sequential:
                 self._seed_dropout(rng)
                 order = rng.permutation(n) if shuffle else None
                 sums = {"loss": 0.0}
-                counts = {m: 0 for m in self.metrics}
-                msums = {m: 0.0 for m in self.metrics}
+                tracker = _metrics.Tracker(self.metrics, self.loss)
                 bar = progress(n_batches, f"Epoch {epoch + 1}/{self.epochs_done - e + epochs}")
                 stopped_in_batch = False
                 for b in range(n_batches):
@@ -645,10 +654,8 @@ class Sequential:
                         xb, yb = X[lo:hi], y[lo:hi]
                         value = self.train_step(xb, yb, None if weights is None else weights[lo:hi])
                     sums["loss"] += value * (hi - lo)
-                    for m in self.metrics:
-                        s, c = _metrics.batch_sums(m, self._train_output(), yb, self.loss)
-                        msums[m] += s
-                        counts[m] += c
+                    if self.metrics:
+                        tracker.update(self._train_output(), yb)
                     if bar is not None:
                         bar.update(1)
                         if b % 8 == 0 or b == n_batches - 1:
@@ -665,9 +672,7 @@ class Sequential:
                         stopped_in_batch = True
                         break
                 seen = n if not stopped_in_batch else min(n, (b + 1) * batch_size)
-                logs = {"loss": sums["loss"] / seen}
-                for m in self.metrics:
-                    logs[m] = msums[m] / max(counts[m], 1)
+                logs = {"loss": sums["loss"] / seen, **tracker.results()}
                 if val is not None:
                     for k, v in self._evaluate_arrays(val[0], val[1], max(batch_size, 256), val[2]).items():
                         logs["val_" + k] = v
@@ -681,10 +686,13 @@ class Sequential:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
+            ended_normally = True
         finally:
             sigint.__exit__(None, None, None)
+            # An exception (Ctrl-C included) still ends the callbacks (files closed), flagged so
+            # that none acts as on a finished run (EarlyStopping does not roll weights back).
             for cb in callbacks:
-                cb.on_train_end({})
+                cb.on_train_end({} if ended_normally else {"interrupted": True})
         return history
 
     def _resolve_seed(self, seed: int | None) -> int:
@@ -728,8 +736,7 @@ class Sequential:
                          weights: np.ndarray | None = None) -> dict[str, float]:
         n = X.shape[0]
         total = 0.0
-        msums = {m: 0.0 for m in self.metrics}
-        counts = {m: 0 for m in self.metrics}
+        tracker = _metrics.Tracker(self.metrics, self.loss)
         for start in range(0, n, batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             out = self.forward(xb, training=False)
@@ -737,14 +744,13 @@ class Sequential:
                 total += self.loss.forward(out, yb) * xb.shape[0]
             else:
                 total += self.loss.forward(out, yb, weights[start:start + batch_size]) * xb.shape[0]
-            for m in self.metrics:
-                s, c = _metrics.batch_sums(m, out, yb, self.loss)
-                msums[m] += s
-                counts[m] += c
-        result = {"loss": total / n + self.penalty()}
-        for m in self.metrics:
-            result[m] = msums[m] / max(counts[m], 1)
-        return result
+            if self.metrics:
+                tracker.update(out, yb)
+        return {"loss": total / n + self.penalty(), **tracker.results()}
+
+    def __call__(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """`model(X)` is `model.predict(X)` (as Keras's)."""
+        return self.predict(X, batch_size=batch_size)
 
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs in evaluation mode (logits for a model trained with a fused loss)."""
