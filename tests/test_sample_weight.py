@@ -218,3 +218,27 @@ def test_binary_class_weight_and_python_losses(rng):
     with pytest.raises(TypeError, match="sample_weight"):
         m.fit(X, y, verbose=0, sample_weight=np.ones(40))
     m.fit(X, y, verbose=0)  # without weights it trains as before
+
+
+def test_weighted_steps_bit_identical_for_1_and_2_threads_and_split(rng):
+    # a batch of 4096 x 10 outputs: the weighted loss sums and gradients run on threads
+    X = rng.standard_normal((4096, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 4096)
+    w = rng.uniform(0, 2, 4096)
+    runs = []
+    for threads in (1, 2, 1):
+        gs.set_num_threads(threads)
+        m = gs.Sequential([gs.Dense(32, 64), gs.ReLU(), gs.Dense(64, 10)], seed=2)
+        m.compile(gs.SoftmaxCrossEntropy(), gs.SGD(lr=0.1, clipnorm=0.5))
+        if len(runs) < 2:
+            losses = [m.train_step(X, y, sample_weight=w) for _ in range(2)]
+        else:  # the two halves (data parallelism's split) give the same bits
+            losses = []
+            for _ in range(2):
+                losses.append(m.forward_backward(X, y, sample_weight=w))
+                m.update()
+        runs.append((losses, m.state_dict()))
+    for other in runs[1:]:
+        assert runs[0][0] == other[0]
+        for k in runs[0][1]:
+            np.testing.assert_array_equal(runs[0][1][k], other[1][k])
