@@ -187,3 +187,21 @@ def test_clipnorm_survives_save_and_load(tmp_path, rng):
     m.save(tmp_path / "m.safetensors")
     back = gs.load(tmp_path / "m.safetensors")
     assert back.optimizer.clipnorm == 0.25 and back.optimizer.clipvalue is None
+
+
+@pytest.mark.parametrize("max_norm", [0.3, 1.7, 1e3])
+def test_given_the_same_norm_the_clip_is_torchs_bit_for_bit(max_norm, dtype, rng):
+    # torch's clip_grad_norm_ = (total norm) then clip_grads_with_norm_; with the norm we compute
+    # (the double sum, rounded once to the dtype) the scaling is torch's to the last bit
+    params = _loose_params(rng, dtype)
+    for p in params:
+        p.grad[...] = rng.standard_normal(p.value.shape).astype(dtype)
+    tparams = [torch.zeros(p.value.shape, dtype=getattr(torch, dtype), requires_grad=True)
+               for p in params]
+    for p, tp in zip(params, tparams):
+        tp.grad = torch.tensor(p.grad.copy())
+    norm = np.sqrt(sum(_core.grad_sq_sum(p.grad) for p in params)).astype(dtype)
+    torch.nn.utils.clip_grads_with_norm_(tparams, max_norm, torch.tensor(norm))
+    gs.SGD(lr=0.0, clipnorm=max_norm).step(params)
+    for p, tp in zip(params, tparams):
+        np.testing.assert_array_equal(p.grad, tp.grad.numpy())
