@@ -92,9 +92,28 @@ void softmax_row(T* p, const T* x, int64_t K, double& m, double& log_s) {
   log_s = std::log(s);
 }
 
-// The weight of element i of an elementwise loss: its sample's (row elements per sample), or 1.
-// Multiplying by 1.0 in double is exact, so no weights gives the unweighted bits.
-inline double elem_weight(const double* w, int64_t i, int64_t row) { return w ? w[i / row] : 1.0; }
+// Σ over elements of w[sample]·term(i) (row elements per sample), or of term(i) when w is null:
+// the branch is taken once, outside the loop, so the unweighted sum keeps its vectorized loop
+// (and its bits: multiplying by 1.0 would be exact too, but costs the vectorization).
+template <class F>
+double weighted_elementwise_sum(int64_t n, const double* w, int64_t row, const F& term) {
+  if (!w) return elementwise_sum(n, term);
+  return elementwise_sum(n, [&](int64_t i) { return w[i / row] * term(i); });
+}
+
+// dst[i] = T(w[sample]·grad(i)), or T(grad(i)) when w is null (branch outside the loop).
+template <class T, class F>
+void weighted_elementwise_grad(T* dst, int64_t n, const double* w, int64_t row, const F& grad) {
+  if (!w) {
+    GS_PARALLEL_FOR(n)
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(grad(i));
+  } else {
+    GS_PARALLEL_FOR(n)
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(w[i / row] * grad(i));
+  }
+}
+
+// The weight of row r, or 1 (a per-row multiply: exact for 1.0, so no weights = unweighted bits).
 inline double row_weight(const double* w, int64_t r) { return w ? w[r] : 1.0; }
 
 }  // namespace
@@ -103,9 +122,8 @@ inline double row_weight(const double* w, int64_t r) { return w ? w[r] : 1.0; }
 
 template <class T>
 double mse_forward(const T* pred, const T* target, int64_t n, const double* w, int64_t row) {
-  const double s = elementwise_sum(n, [&](int64_t i) {
-    return elem_weight(w, i, row) *
-           math::mse_term(static_cast<double>(pred[i]), static_cast<double>(target[i]));
+  const double s = weighted_elementwise_sum(n, w, row, [&](int64_t i) {
+    return math::mse_term(static_cast<double>(pred[i]), static_cast<double>(target[i]));
   });
   return s / static_cast<double>(n);
 }
@@ -114,19 +132,17 @@ template <class T>
 void mse_backward(T* dpred, const T* pred, const T* target, int64_t n, const double* w,
                   int64_t row) {
   const double scale = 2.0 / static_cast<double>(n);
-  GS_PARALLEL_FOR(n)
-  for (int64_t i = 0; i < n; ++i)
-    dpred[i] = static_cast<T>(
-        elem_weight(w, i, row) *
-        math::mse_grad(static_cast<double>(pred[i]), static_cast<double>(target[i]), scale));
+  weighted_elementwise_grad(dpred, n, w, row, [&](int64_t i) {
+    return math::mse_grad(static_cast<double>(pred[i]), static_cast<double>(target[i]), scale);
+  });
 }
 
 // ---- bce on probabilities ----------------------------------------------------------------------
 
 template <class T>
 double bce_forward(const T* prob, const T* target, int64_t n, const double* w, int64_t row) {
-  const double s = elementwise_sum(n, [&](int64_t i) {
-    return elem_weight(w, i, row) * math::bce_term(static_cast<double>(prob[i]), static_cast<double>(target[i]));
+  const double s = weighted_elementwise_sum(n, w, row, [&](int64_t i) {
+    return math::bce_term(static_cast<double>(prob[i]), static_cast<double>(target[i]));
   });
   return s / static_cast<double>(n);
 }
@@ -137,11 +153,9 @@ void bce_backward(T* dprob, const T* prob, const T* target, int64_t n, const dou
   // torch's epsilon is a scalar_t, so float32 clamps at float(1e-12).
   const double eps = static_cast<double>(static_cast<T>(1e-12));
   const double nd = static_cast<double>(n);
-  GS_PARALLEL_FOR(n)
-  for (int64_t i = 0; i < n; ++i) {
-    dprob[i] = static_cast<T>(
-        elem_weight(w, i, row) * math::bce_grad(static_cast<double>(prob[i]), static_cast<double>(target[i]), eps, nd));
-  }
+  weighted_elementwise_grad(dprob, n, w, row, [&](int64_t i) {
+    return math::bce_grad(static_cast<double>(prob[i]), static_cast<double>(target[i]), eps, nd);
+  });
 }
 
 // ---- bce on logits -----------------------------------------------------------------------------
@@ -149,8 +163,8 @@ void bce_backward(T* dprob, const T* prob, const T* target, int64_t n, const dou
 template <class T>
 double bce_logits_forward(const T* logits, const T* target, int64_t n, const double* w,
                           int64_t row) {
-  const double s = elementwise_sum(n, [&](int64_t i) {
-    return elem_weight(w, i, row) * math::bce_logits_term(static_cast<double>(logits[i]), static_cast<double>(target[i]));
+  const double s = weighted_elementwise_sum(n, w, row, [&](int64_t i) {
+    return math::bce_logits_term(static_cast<double>(logits[i]), static_cast<double>(target[i]));
   });
   return s / static_cast<double>(n);
 }
@@ -159,12 +173,9 @@ template <class T>
 void bce_logits_backward(T* dlogits, const T* logits, const T* target, int64_t n,
                          const double* w, int64_t row) {
   const double nd = static_cast<double>(n);
-  GS_PARALLEL_FOR(n)
-  for (int64_t i = 0; i < n; ++i) {
-    dlogits[i] = static_cast<T>(elem_weight(w, i, row) *
-                                math::bce_logits_grad(static_cast<double>(logits[i]),
-                                                      static_cast<double>(target[i]), nd));
-  }
+  weighted_elementwise_grad(dlogits, n, w, row, [&](int64_t i) {
+    return math::bce_logits_grad(static_cast<double>(logits[i]), static_cast<double>(target[i]), nd);
+  });
 }
 
 // ---- softmax cross-entropy, integer labels ---------------------------------------------------
