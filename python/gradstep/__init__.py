@@ -29,14 +29,14 @@ from .layers import *  # noqa: E402,F401,F403
 from . import losses, optim, schedules, callbacks, datasets  # noqa: E402
 from .losses import *  # noqa: E402,F401,F403
 from .optim import *  # noqa: E402,F401,F403
-from . import diagnostics, metrics, plot, search  # noqa: E402
+from . import diagnostics, distributed, metrics, plot, search  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .io import load  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["Parameter", "init", "layers", "losses", "optim", "schedules", "callbacks", "datasets",
-           "diagnostics", "metrics", "plot", "search", "sklearn", "Sequential", "History", "load",
+           "diagnostics", "distributed", "metrics", "plot", "search", "sklearn", "Sequential", "History", "load",
            "seed", "get_num_threads", "set_num_threads"]
 __all__ += layers.__all__ + losses.__all__ + optim.__all__
 

@@ -57,6 +57,7 @@ class Engine:
         self.nets: dict[int, Any] = {}
         self.in_features = model.in_features
         self.dtype = model.dtype
+        self.last_code: int | None = None
         self._attach_state()
 
     def _attach_state(self) -> None:
@@ -83,10 +84,8 @@ class Engine:
         """Still valid for the model's current optimizer and state (else the model rebuilds it)."""
         return self.model.optimizer is self.optimizer and self.optimizer._flat_ok()
 
-    def step(self, xb: Any, yb: Any) -> float:
-        opt = self.optimizer
-        if opt._pending:  # a loaded optimizer state waits to be attached: let the optimizer do it
-            self._attach_state()
+    def _batch(self, xb: Any, yb: Any) -> tuple[np.ndarray, Any, Any, int]:
+        """(x, labels or None, target or None, loss code), checked and converted."""
         x = xb
         if not (isinstance(x, np.ndarray) and x.dtype == self.dtype and x.ndim == 2
                 and x.flags.c_contiguous and x.shape[1] == self.in_features):
@@ -117,22 +116,49 @@ class Engine:
                                  f"(N, {self.model.out_features}), got class labels")
             if labels.shape[0] != n:
                 raise ValueError(f"train_step: xb and yb must have the same number of samples, got {n} and {labels.shape[0]}")
-            code = label_code
-        else:
-            if array_code < 0:
-                raise ValueError(f"train_step: {type(self.model.loss).__name__} needs integer class labels (N,)")
-            if target.shape != (n, self.model.out_features):
-                raise ValueError(f"train_step: yb must have shape ({n}, {self.model.out_features}), got {target.shape}")
-            code = array_code
-        seeds = [d._next_seed() for d in self.dropouts]
-        step = self.block.steps.get(self.keys[0], 0) + 1
-        value = self._net(code).train_step(x, labels, target, seeds, opt.kernel_hyper(), step)
+            return x, labels, None, label_code
+        if array_code < 0:
+            raise ValueError(f"train_step: {type(self.model.loss).__name__} needs integer class labels (N,)")
+        if target.shape != (n, self.model.out_features):
+            raise ValueError(f"train_step: yb must have shape ({n}, {self.model.out_features}), got {target.shape}")
+        return x, None, target, array_code
+
+    def _prepare(self) -> None:
+        if self.optimizer._pending:  # a loaded optimizer state waits to be attached: let the optimizer do it
+            self._attach_state()
+
+    def _stepped(self, step: int) -> None:
         steps = self.block.steps
         for k in self.keys:
             steps[k] = step
-        opt._iterations += 1
+        self.optimizer._iterations += 1
+
+    def step(self, xb: Any, yb: Any) -> float:
+        self._prepare()
+        x, labels, target, code = self._batch(xb, yb)
+        seeds = [d._next_seed() for d in self.dropouts]
+        step = self.block.steps.get(self.keys[0], 0) + 1
+        value = self._net(code).train_step(x, labels, target, seeds, self.optimizer.kernel_hyper(), step)
+        self._stepped(step)
         self.last_code = code
         return value
+
+    def forward_backward(self, xb: Any, yb: Any) -> float:
+        """Forward, loss and backward: the loss (with the L2 terms); gradients in arena.grads."""
+        self._prepare()
+        x, labels, target, code = self._batch(xb, yb)
+        seeds = [d._next_seed() for d in self.dropouts]
+        value = self._net(code).forward_backward(x, labels, target, seeds)
+        self.last_code = code
+        return value
+
+    def update(self) -> None:
+        """The optimizer's update over the flat buffers, from arena.grads as it is now."""
+        self._prepare()
+        step = self.block.steps.get(self.keys[0], 0) + 1
+        net = self._net(self.last_code if self.last_code is not None else max(self.codes))
+        net.update(self.optimizer.kernel_hyper(), step)
+        self._stepped(step)
 
     def output(self) -> np.ndarray:
         return self.nets[self.last_code].output()

@@ -31,9 +31,13 @@ _MODES = ("auto", "min", "max")
 
 
 class Callback:
-    """Base class: every hook is a no-op; subclasses override the ones they need."""
+    """Base class: every hook is a no-op; subclasses override the ones they need.
+
+    `main_process_only = True` marks a callback that writes files or prints: in data-parallel
+    training (gradstep.distributed) it runs on rank 0 only; the others run on every rank."""
 
     model: Any = None
+    main_process_only = False
 
     def set_model(self, model: Any) -> None:
         """Remember the model being trained (as `self.model`)."""
@@ -191,6 +195,8 @@ class ModelCheckpoint(Callback):
     loadable with `gs.load`. After training: `best`, `best_epoch`, `saved` (the paths written).
     """
 
+    main_process_only = True
+
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
                  save_best_only: bool = True, mode: str = "auto") -> None:
         self.path = _check_path(path, "ModelCheckpoint: path")
@@ -296,6 +302,8 @@ class CSVLogger(Callback):
     crashes later. With `append=True` rows are added to an existing file under its own header
     (whose columns must match the logs).
     """
+
+    main_process_only = True
 
     def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
         self.path = _check_path(path, "CSVLogger: path")
@@ -429,6 +437,8 @@ class TensorBoard(Callback):
     Needs tensorboardX (`pip install tensorboardX`); without it the constructor raises ImportError
     saying so. View with `tensorboard --logdir <logdir>`.
     """
+
+    main_process_only = True
 
     def __init__(self, logdir: str | os.PathLike) -> None:
         super().__init__()

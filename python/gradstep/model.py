@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import _checks, _engine, _random
+from . import distributed as _distributed
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
@@ -208,12 +209,38 @@ class Sequential:
         if engine:
             self._last_output = None
             return engine.step(xb, yb)
+        value = self._forward_backward_layers(xb, yb)
+        self.optimizer.step(self.parameters())
+        return value
+
+    def forward_backward(self, xb: Any, yb: Any) -> float:
+        """The first half of `train_step`: forward, loss and backward; returns the loss (with the L2
+        terms) and leaves the gradients in the flat buffer `arena.grads` (every `layer.grads` is a
+        view of it). `update()` is the second half; data parallelism all-reduces the gradient
+        buffer between them."""
+        self._require_compiled("forward_backward")
+        engine = self._get_engine()
+        if engine:
+            self._last_output = None
+            return engine.forward_backward(xb, yb)
+        return self._forward_backward_layers(xb, yb)
+
+    def update(self) -> None:
+        """The second half of `train_step`: the optimizer's update from the gradients in
+        `arena.grads`, as they are now."""
+        self._require_compiled("update")
+        engine = self._get_engine()
+        if engine:
+            engine.update()
+        else:
+            self.optimizer.step(self.parameters())
+
+    def _forward_backward_layers(self, xb: Any, yb: Any) -> float:
         out = self.forward(xb, training=True)
         if not self._labels_loss() and self.out_features == 1 and np.ndim(yb) == 1:
             yb = np.reshape(yb, (-1, 1))  # targets (N,) for a single-output model, as fit accepts
         value = self.loss.forward(out, yb) + self.penalty()
         self.backward(self.loss.backward())
-        self.optimizer.step(self.parameters())
         self._last_output = out
         return value
 
@@ -265,9 +292,14 @@ class Sequential:
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks: Any = None, verbose: int = 1,
-            seed: int | None = None) -> History:
-        """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept)."""
+            seed: int | None = None, distributed: Any = "auto") -> History:
+        """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept).
+
+        `distributed="auto"` trains data-parallel when the process is one of several started by an
+        MPI launcher (`mpiexec -n K python train.py`), "mpi" insists on MPI, None never uses it;
+        see gradstep.distributed."""
         self._require_compiled("fit")
+        run = _distributed.runner(self, distributed)
         epochs = _checks.check_int(epochs, "fit: epochs", 1)
         batch_size = _checks.check_int(batch_size, "fit: batch_size", 1)
         validation_split = _checks.check_float(validation_split, "fit: validation_split", 0.0, 1.0,
@@ -287,7 +319,8 @@ class Sequential:
                                  "samples for validation; need at least one on each side")
             val = (X[-n_val:], y[-n_val:])
             X, y = X[:-n_val], y[:-n_val]
-        callbacks = self._check_callbacks(callbacks)
+        seed = run.setup(self, X, y, val, seed)
+        callbacks = run.callbacks(self._check_callbacks(callbacks))
 
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": X.shape[0]}
@@ -302,10 +335,11 @@ class Sequential:
         if n % batch_size == 1 and any(type(l).__name__ == "BatchNorm" for l in self.layers):
             raise ValueError(f"fit: the last batch would hold 1 sample ({n} samples, batch_size={batch_size}), "
                              "and BatchNorm needs more than 1 per batch in training; change batch_size")
+        run.check_batches(n, batch_size, any(type(l).__name__ == "BatchNorm" for l in self.layers))
         # Mini-batches are gathered into buffers made once per fit: a step allocates nothing.
         xbuf = np.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
         ybuf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
-        progress = _progress_factory(verbose)
+        progress = _progress_factory(verbose if run.is_main else 0)
         try:
             for e in range(epochs):
                 epoch = self.epochs_done
@@ -313,6 +347,7 @@ class Sequential:
                     cb.on_epoch_begin(epoch, {})
                 rng = np.random.default_rng([seed, epoch])
                 self._seed_dropout(rng)
+                run.seed_dropout(self, seed, epoch)
                 order = rng.permutation(n) if shuffle else None
                 sums = {"loss": 0.0}
                 counts = {m: 0 for m in self.metrics}
@@ -321,16 +356,17 @@ class Sequential:
                 stopped_in_batch = False
                 for b in range(n_batches):
                     lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                    mine, end = run.share(lo, hi)  # this process's rows of the batch (all of them on one)
                     if shuffle:
-                        idx = order[lo:hi]
-                        xb, yb = xbuf[:hi - lo], ybuf[:hi - lo]
+                        idx = order[mine:end]
+                        xb, yb = xbuf[:end - mine], ybuf[:end - mine]
                         np.take(X, idx, axis=0, out=xb)
                         np.take(y, idx, axis=0, out=yb)
                     else:
-                        xb, yb = X[lo:hi], y[lo:hi]
-                    value = self.train_step(xb, yb)
-                    sums["loss"] += value * xb.shape[0]
-                    for m in self.metrics:
+                        xb, yb = X[mine:end], y[mine:end]
+                    value = run.step(self, xb, yb, hi - lo)
+                    sums["loss"] += value * (hi - lo)
+                    for m in self.metrics if xb.shape[0] else ():
                         s, c = _metrics.batch_sums(m, self._train_output(), yb, self.loss)
                         msums[m] += s
                         counts[m] += c
@@ -339,16 +375,19 @@ class Sequential:
                         if b % 8 == 0 or b == n_batches - 1:
                             bar.set_postfix_str(f"loss={sums['loss'] / min(n, (b + 1) * batch_size):.4f}", refresh=False)
                     for cb in callbacks:
-                        cb.on_batch_end(b, {"loss": value, "size": xb.shape[0]})
-                    if self.stop_training:
+                        cb.on_batch_end(b, {"loss": value, "size": hi - lo})
+                    if run.any_stop(self.stop_training, batch=True):
+                        self.stop_training = True
                         stopped_in_batch = True
                         break
                 seen = n if not stopped_in_batch else min(n, (b + 1) * batch_size)
                 logs = {"loss": sums["loss"] / seen}
-                for m in self.metrics:
-                    logs[m] = msums[m] / max(counts[m], 1)
+                reduced = run.sums([msums[m] for m in self.metrics] + [counts[m] for m in self.metrics])
+                for i, m in enumerate(self.metrics):
+                    logs[m] = reduced[i] / max(reduced[len(self.metrics) + i], 1)
+                run.end_epoch(self)
                 if val is not None:
-                    for k, v in self._evaluate_arrays(*val, batch_size=max(batch_size, 256)).items():
+                    for k, v in run.evaluate(self, *val, batch_size=max(batch_size, 256)).items():
                         logs["val_" + k] = v
                 logs["lr"] = float(self.optimizer.lr)
                 if bar is not None:
@@ -358,8 +397,12 @@ class Sequential:
                 history.append(epoch, logs)
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)
-                if self.stop_training:
+                if run.any_stop(self.stop_training):
+                    self.stop_training = True
                     break
+        except BaseException as exc:
+            run.failed(exc)  # with MPI: report and end every rank's process
+            raise
         finally:
             for cb in callbacks:
                 cb.on_train_end({})

@@ -37,67 +37,106 @@ struct NetworkHandle {
   size_t n_dropout = 0;
   int64_t last_N = 0;
 
+  // The batch half of the step's arguments: input, targets, dropout seeds (checked).
   template <class T>
-  double step_impl(cpu::Network<T>& net, const py::array& x, const py::object& labels,
-                   const py::object& target, const py::sequence& seeds,
-                   const py::sequence& hyper_seq, int64_t step) {
-    const char* fn = "Network.train_step";
+  void fill_batch(cpu::StepArgs<T>& a, const py::array& x, const py::object& labels,
+                  const py::object& target, const py::sequence& seeds, const char* fn) {
+    const std::string f(fn);
     const int64_t I = layers.front().in, K = layers.back().out;
     const T* px = in<T>(x, fn, "x", {kAny, I});
     const int64_t N = dim(x, 0);
-    if (N < 1) throw py::value_error("Network.train_step: x must have at least one row");
-    cpu::StepArgs<T> a{};
-    a.params = static_cast<T*>(params.mutable_data());
-    a.grads = static_cast<T*>(grads.mutable_data());
+    if (N < 1) throw py::value_error(f + ": x must have at least one row");
     a.x = px;
     a.N = N;
     a.labels = nullptr;
     a.target = nullptr;
     const bool wants_labels = loss == cpu::LossOp::kSoftmaxXent || loss == cpu::LossOp::kNLL;
     if (wants_labels) {
-      if (labels.is_none()) throw py::value_error("Network.train_step: labels are required for this loss");
+      if (labels.is_none()) throw py::value_error(f + ": labels are required for this loss");
       py::array lab = py::cast<py::array>(labels);
       if (!lab.dtype().equal(py::dtype::of<int64_t>()))
-        throw py::type_error("Network.train_step: labels must have dtype int64");
+        throw py::type_error(f + ": labels must have dtype int64");
       check_array<int64_t>(lab, fn, "labels", {N});
       const int64_t* pl = static_cast<const int64_t*>(lab.data());
       for (int64_t i = 0; i < N; ++i)
         if (pl[i] < 0 || pl[i] >= K)
-          throw py::value_error("Network.train_step: labels must lie in [0, " + std::to_string(K) +
-                                "), got " + std::to_string(pl[i]));
+          throw py::value_error(f + ": labels must lie in [0, " + std::to_string(K) + "), got " +
+                                std::to_string(pl[i]));
       a.labels = pl;
     } else {
-      if (target.is_none()) throw py::value_error("Network.train_step: target is required for this loss");
+      if (target.is_none()) throw py::value_error(f + ": target is required for this loss");
       a.target = in<T>(py::cast<py::array>(target), fn, "target", {N, K});
     }
     if (static_cast<size_t>(py::len(seeds)) != n_dropout)
-      throw py::value_error("Network.train_step: expected " + std::to_string(n_dropout) +
-                            " dropout seeds, got " + std::to_string(py::len(seeds)));
+      throw py::value_error(f + ": expected " + std::to_string(n_dropout) + " dropout seeds, got " +
+                            std::to_string(py::len(seeds)));
     for (size_t i = 0; i < n_dropout; ++i) seed_buf[i] = py::cast<uint64_t>(seeds[i]);
     a.dropout_seeds = seed_buf.data();
     a.running_mean = reinterpret_cast<T* const*>(rm_ptrs.data());
     a.running_var = reinterpret_cast<T* const*>(rv_ptrs.data());
+  }
+
+  // The update half: optimizer, hyperparameters, state buffers, step number (checked).
+  template <class T>
+  void fill_update(cpu::StepArgs<T>& a, const py::sequence& hyper_seq, int64_t step, const char* fn) {
+    const std::string f(fn);
     double hyper[6] = {0, 0, 0, 0, 0, 0};
     const size_t n_hyper = static_cast<size_t>(py::len(hyper_seq));
     for (size_t i = 0; i < n_hyper && i < 6; ++i) hyper[i] = py::cast<double>(hyper_seq[i]);
-    if (step < 1) throw py::value_error("Network.train_step: step must be >= 1");
+    if (step < 1) throw py::value_error(f + ": step must be >= 1");
     a.step = step;
     a.opt = opt;
     a.state0 = state0.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state0).mutable_data());
     a.state1 = state1.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state1).mutable_data());
     const size_t needed = opt == cpu::OptOp::kAdam ? 6 : 5;
     if (n_hyper != needed)
-      throw py::value_error("Network.train_step: expected " + std::to_string(needed) +
-                            " hyperparameters, got " + std::to_string(n_hyper));
+      throw py::value_error(f + ": expected " + std::to_string(needed) + " hyperparameters, got " +
+                            std::to_string(n_hyper));
     auto h = [&](size_t i) { return hyper[i]; };
     switch (opt) {
       case cpu::OptOp::kSGD: a.sgd = {h(0), h(1), h(2), h(3), h(4) != 0.0}; break;
       case cpu::OptOp::kRMSprop: a.rmsprop = {h(0), h(1), h(2), h(3), h(4)}; break;
       case cpu::OptOp::kAdam: a.adam = {h(0), h(1), h(2), h(3), h(4), h(5) != 0.0}; break;
     }
-    last_N = N;
+  }
+
+  template <class T>
+  cpu::StepArgs<T> buffers() {
+    cpu::StepArgs<T> a{};
+    a.params = static_cast<T*>(params.mutable_data());
+    a.grads = static_cast<T*>(grads.mutable_data());
+    return a;
+  }
+
+  template <class T>
+  double step_impl(cpu::Network<T>& net, const py::array& x, const py::object& labels,
+                   const py::object& target, const py::sequence& seeds,
+                   const py::sequence& hyper_seq, int64_t step) {
+    const char* fn = "Network.train_step";
+    cpu::StepArgs<T> a = buffers<T>();
+    fill_batch<T>(a, x, labels, target, seeds, fn);
+    fill_update<T>(a, hyper_seq, step, fn);
+    last_N = a.N;
     py::gil_scoped_release nogil;
     return net.train_step(a);
+  }
+
+  template <class T>
+  double forward_backward_impl(cpu::Network<T>& net, const py::array& x, const py::object& labels,
+                               const py::object& target, const py::sequence& seeds) {
+    cpu::StepArgs<T> a = buffers<T>();
+    fill_batch<T>(a, x, labels, target, seeds, "Network.forward_backward");
+    last_N = a.N;
+    py::gil_scoped_release nogil;
+    return net.forward_backward(a);
+  }
+
+  template <class T>
+  void update_impl(cpu::Network<T>& net, const py::sequence& hyper_seq, int64_t step) {
+    cpu::StepArgs<T> a = buffers<T>();
+    fill_update<T>(a, hyper_seq, step, "Network.update");
+    py::gil_scoped_release nogil;
+    net.update(a);
   }
 };
 
@@ -231,6 +270,20 @@ void bind_network(py::module_& m) {
              return h.step_impl<float>(*h.net32, x, labels, target, seeds, hyper, step);
            },
            py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"),
+           py::arg("hyper"), py::arg("step"))
+      // loss = forward_backward(x, labels or None, target or None, dropout_seeds): the step's first
+      // half; the gradients are left in the flat grads buffer (data parallelism all-reduces them).
+      .def("forward_backward", [](NetworkHandle& h, const py::array& x, const py::object& labels,
+                                  const py::object& target, const py::sequence& seeds) {
+             if (h.f64) return h.forward_backward_impl<double>(*h.net64, x, labels, target, seeds);
+             return h.forward_backward_impl<float>(*h.net32, x, labels, target, seeds);
+           },
+           py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"))
+      // update(hyper, step): the second half, the optimizer's update from grads as they are.
+      .def("update", [](NetworkHandle& h, const py::sequence& hyper, int64_t step) {
+             if (h.f64) h.update_impl<double>(*h.net64, hyper, step);
+             else h.update_impl<float>(*h.net32, hyper, step);
+           },
            py::arg("hyper"), py::arg("step"))
       // A copy of the last step's outputs (N, out), for the training metrics.
       .def("output", [](NetworkHandle& h) -> py::array {

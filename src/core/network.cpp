@@ -47,6 +47,13 @@ size_t Network<T>::workspace_bytes() const {
 
 template <class T>
 double Network<T>::train_step(const StepArgs<T>& a) {
+  const double value = forward_backward(a);
+  update(a);
+  return value;
+}
+
+template <class T>
+double Network<T>::forward_backward(const StepArgs<T>& a) {
   const int64_t N = a.N;
   reserve(N);
   T* params = a.params;
@@ -146,14 +153,16 @@ double Network<T>::train_step(const StepArgs<T>& a) {
     }
     std::swap(dy, dnext);
   }
-
-  // ---- update ---------------------------------------------------------------------------------
-  switch (a.opt) {
-    case OptOp::kSGD: sgd_step<T>(params, a.state0, grads, P_, a.sgd, a.step); break;
-    case OptOp::kRMSprop: rmsprop_step<T>(params, a.state0, a.state1, grads, P_, a.rmsprop, a.step); break;
-    case OptOp::kAdam: adam_step<T>(params, a.state0, a.state1, grads, P_, a.adam, a.step); break;
-  }
   return value + penalty;
+}
+
+template <class T>
+void Network<T>::update(const StepArgs<T>& a) {
+  switch (a.opt) {
+    case OptOp::kSGD: sgd_step<T>(a.params, a.state0, a.grads, P_, a.sgd, a.step); break;
+    case OptOp::kRMSprop: rmsprop_step<T>(a.params, a.state0, a.state1, a.grads, P_, a.rmsprop, a.step); break;
+    case OptOp::kAdam: adam_step<T>(a.params, a.state0, a.state1, a.grads, P_, a.adam, a.step); break;
+  }
 }
 
 template <class T>

@@ -70,6 +70,12 @@ class Network {
   // One training step; returns the mean loss plus the L2 terms. Sizes and labels are checked by
   // the caller. Allocates only when N exceeds every batch size seen so far.
   double train_step(const StepArgs<T>& a);
+  // The step's two halves (data parallelism all-reduces the gradient buffer between them):
+  // forward, loss and backward (grads overwritten; the optimizer fields of `a` are not read), and
+  // the optimizer update of params from grads as they are (only the optimizer fields, params and
+  // grads of `a` are read). train_step = forward_backward, then update.
+  double forward_backward(const StepArgs<T>& a);
+  void update(const StepArgs<T>& a);
   // The last step's output layer activations (N, out): logits for fused losses.
   const T* output() const { return acts_.empty() ? nullptr : acts_.back().data(); }
   int64_t out_features() const { return layers_.back().out; }
