@@ -167,6 +167,9 @@ def cmd_train(args: Any) -> int:
     import gradstep as gs
     if args.threads:
         gs.set_num_threads(args.threads)
+    if not gs.distributed.is_main():  # under mpiexec, fit trains data-parallel; rank 0 reports and saves
+        args.out = args.plot = None
+        sys.stdout = open(os.devnull, "w")
     X_tr, y_tr, X_te, y_te, scaler, classification, classes = prepare(args)
     n_out = len(classes) if classification else 1
     model = build_model(X_tr.shape[1], n_out, args, classification)

@@ -104,16 +104,16 @@ def _comm(mode: str | None) -> Any:
     if mode == "auto":
         if launched is None or launched[0] <= 1:
             return None
-        if "mpi4py" not in sys.modules:
-            try:
-                import mpi4py  # noqa: F401
-            except ImportError:
-                raise RuntimeError(
-                    f"fit: this process is rank {launched[1]} of {launched[0]} started by an MPI "
-                    f"launcher, but mpi4py is not installed, so the ranks cannot train together. "
-                    f"pip install 'gradstep[mpi]', or pass distributed=None to train each process "
-                    f"on its own") from None
-    MPI = _import_mpi("fit(distributed='mpi')" if mode == "mpi" else "distributed training")
+        try:
+            MPI = _import_mpi("distributed training")
+        except ImportError:
+            raise RuntimeError(
+                f"fit: this process is rank {launched[1]} of {launched[0]} started by an MPI "
+                f"launcher, but mpi4py is not installed, so the ranks cannot train together. "
+                f"pip install 'gradstep[mpi]', or pass distributed=None to train each process "
+                f"on its own") from None
+    else:
+        MPI = _import_mpi("fit(distributed='mpi')")
     _world = MPI.COMM_WORLD
     return _world
 
