@@ -85,7 +85,7 @@ def test_batchnorm_dropout_identical_across_ranks(mpi_run):
     assert np.array_equal(ranks[0]["state"], ranks[1]["state"])
     assert ranks[0]["history"] == ranks[1]["history"]
     # Dropout masks differ per rank, so this is not the single-process run, but it trains.
-    state, history = single_process("batchnorm-dropout")
+    state, _ = single_process("batchnorm-dropout")
     assert not np.array_equal(ranks[0]["state"], state)
     assert ranks[0]["history"]["loss"][-1] < ranks[0]["history"]["loss"][0]
 

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["rank", "world_size", "is_main", "MODES"]
+__all__ = ["MODES", "is_main", "rank", "world_size"]
 
 MODES = ("auto", "mpi", None)
 
