@@ -92,6 +92,17 @@ def main(outdir: str) -> None:
     results["files"] = comm.gather({"saved": ckpt.saved, "epochs": len(history.epoch),
                                     "rank": gs.distributed.rank(), "size": gs.distributed.world_size(),
                                     "main": gs.distributed.is_main()})
+    # Resuming: rank 0 loads the checkpoint, rank 1 only builds the same architecture (other
+    # weights, fresh optimizer): fit gives every rank rank 0's weights, optimizer state and epoch.
+    comm.Barrier()
+    if comm.Get_rank() == 0:
+        model = gs.load(os.path.join(outdir, "ckpt-2.safetensors"))
+    else:
+        model = classification("float64", "adam")[0]
+        model.arena.params[...] = 0.0
+    history = model.fit(X, y, verbose=0, **{**kwargs, "epochs": 1})
+    results["resume"] = comm.gather({"state": state(model), "history": history.history,
+                                     "epoch": history.epoch})
     if gs.distributed.is_main():
         with open(os.path.join(outdir, "results.pkl"), "wb") as f:
             pickle.dump(results, f)

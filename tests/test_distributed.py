@@ -114,6 +114,18 @@ def test_files_and_output_from_rank_0_only(mpi_run):
     assert "Epoch 3/4" not in proc.stderr
 
 
+def test_resume_from_rank_0s_checkpoint(mpi_run):
+    results, _, out = mpi_run
+    ranks = results["resume"]
+    assert np.array_equal(ranks[0]["state"], ranks[1]["state"])
+    assert ranks[0]["epoch"] == ranks[1]["epoch"] == [2]  # continues after the checkpoint's 2 epochs
+    model, X, y, kwargs = mpi_cases.classification("float64", "adam")
+    model = gs.load(out / "ckpt-2.safetensors")
+    history = model.fit(X, y, verbose=0, distributed=None, **{**kwargs, "epochs": 1})
+    np.testing.assert_allclose(ranks[0]["state"], mpi_cases.state(model), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ranks[0]["history"]["loss"], history.history["loss"], rtol=1e-10)
+
+
 def test_cli_train_under_mpiexec(tmp_path):
     pytest.importorskip("sklearn")
     proc = launch(["-m", "gradstep", "train", "--epochs", "2", "--layers", "16", "--quiet",
@@ -136,6 +148,22 @@ def test_a_failing_rank_ends_the_job(tmp_path):
     proc = launch([str(script)], cwd=tmp_path)
     assert proc.returncode != 0
     assert "gradstep: MPI rank 1 of 2 failed (RuntimeError: disk full on rank 1)" in proc.stderr
+
+
+def test_ranks_with_different_optimizers_all_raise(tmp_path):
+    script = tmp_path / "mismatch.py"
+    script.write_text(
+        "import numpy as np, gradstep as gs\n"
+        "opt = 'adam' if gs.distributed.rank() == 0 else 'sgd'\n"
+        "m = gs.Sequential([gs.Dense(4, 2)], seed=0).compile('mse', opt)\n"
+        "try:\n"
+        "    m.fit(np.ones((8, 4)), np.ones((8, 2)), verbose=0)\n"
+        "except ValueError as e:\n"
+        "    print(f'rank {gs.distributed.rank()}: {e}')\n")
+    proc = launch([str(script)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for r in (0, 1):
+        assert f"rank {r}: fit: MPI rank 1 cannot take rank 0's optimizer state" in proc.stdout
 
 
 # ---- without MPI ------------------------------------------------------------------------------------

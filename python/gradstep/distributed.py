@@ -263,8 +263,20 @@ class DataParallel:
                     f"fit: {what} on MPI rank {r} differ from rank 0's (shapes {[t[0] for t in theirs]} vs "
                     f"{[t[0] for t in everyone[0]]}); with distributed training every rank passes the "
                     f"same whole data set and takes its share of each batch itself")
-        for buf in self._state_buffers(model):
+        for buf in [model.arena.params] + [b for layer in model.layers for b in layer.buffers.values()]:
             self.comm.Bcast(buf, root=0)
+        # The optimizer's hyperparameters, step counts and state (also a loaded model's, not yet
+        # attached), attached now on every rank.
+        opt_state = self.comm.bcast(model.optimizer.state_dict() if self.is_main else None, root=0)
+        try:
+            model.optimizer.load_state_dict(opt_state, params=model.parameters())
+            problem = None
+        except (TypeError, ValueError) as e:
+            problem = f"{type(e).__name__}: {e}"
+        for r, theirs in enumerate(self.comm.allgather(problem)):  # raise on every rank, or on none
+            if theirs:
+                raise ValueError(f"fit: MPI rank {r} cannot take rank 0's optimizer state ({theirs}); "
+                                 f"every rank must build the same model and optimizer")
         model.epochs_done = self.comm.bcast(model.epochs_done, root=0)
         return int(self.comm.bcast(seed, root=0))
 
