@@ -91,14 +91,12 @@ def test_bad_scheduler(digits, monkeypatch):
 
 
 def test_cli_search_scheduler_flag(cluster, capsys):
-    from gradstep import cli, cli_search
+    from gradstep import cli
 
     def run(*extra):
-        parser = cli._Parser(prog="gradstep")
-        cli_search.add_parser(parser.add_subparsers(dest="command", parser_class=cli._Parser))
-        args = parser.parse_args(["search", "--trials", "3", "--epochs", "1", "--layers", "16",
-                                  "--threads", "1", "--quiet", *extra])
-        assert cli_search.run(args) == 0
+        code = cli.main(["search", "--trials", "3", "--epochs", "1", "--layers", "16", "--threads", "1",
+                         "--quiet", *extra])
+        assert code == 0
         return capsys.readouterr().out
 
     serial, remote = run(), run("--scheduler", cluster.scheduler_address)

@@ -2,7 +2,7 @@
 
 - `load_digits()`: the 8x8 digits that ship with scikit-learn (nothing is downloaded);
 - `load_mnist(directory, kind)`: the standard MNIST IDX files, gzipped or not, parsed strictly;
-- `load_file(path, target=None)`: a `.npz` (arrays `X`, `y`) or `.csv` (header row) file;
+- `load_file(path, target=None)`: a `.npz` (arrays `X`, `y`) or `.csv` (header row, read by pandas) file;
 - `train_val_split(X, y, val, seed)`: a seeded, stratified-when-possible split (scikit-learn);
 - `batches(X, y, batch_size, shuffle, seed)`: seeded mini-batches covering every row once;
 - `standardize(X_train, *others)`: zero mean, unit variance from the training rows (StandardScaler).
@@ -212,44 +212,111 @@ def _load_npz(p: Path, target: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_csv(p: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+    frame = read_csv_frame(p)
+    header = list(frame.columns)
+    if len(header) < 2:
+        raise ValueError(f"load_file: {p} has {len(header)} column(s) {header}; expected at least "
+                         f"one feature column and a label column")
+    if target is None:
+        target = header[-1]
+    elif target not in header:
+        raise ValueError(f"load_file: {p} has no column named {target!r} (the target); "
+                         f"its columns are {header}")
+    features = [c for c in header if c != target]
+    X = csv_numbers(frame, p, features)
+    y = csv_numbers(frame, p, [target], label=True)[:, 0]
+    return np.ascontiguousarray(X, dtype=np.float32), _labels_or_targets(y)
+
+
+def read_csv_frame(p: str | os.PathLike) -> Any:
+    """A CSV file with a header row as a pandas DataFrame of its cells, read by pandas' C parser.
+
+    Column names are stripped of spaces (and a UTF-8 byte-order mark); only empty cells are
+    missing values (a label "NA" stays the text "NA"); blank lines carry nothing. Raises
+    ValueError naming the file for an empty, non-UTF-8 or ragged file and duplicate column names.
+    """
+    import pandas as pd
+
+    p = Path(p)
     try:
         with open(p, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            first = next((r for r in csv.reader(f) if any(cell.strip() for cell in r)), None)
     except UnicodeDecodeError as e:
         raise ValueError(f"load_file: {p} is not a UTF-8 text file ({e})") from None
     except csv.Error as e:
         raise ValueError(f"load_file: {p} is not a valid CSV file ({e})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]  # blank lines carry nothing
-    if not rows:
+    if first is None:
         raise ValueError(f"load_file: {p} is empty; expected a header row and data rows")
-    header = [name.strip() for name in rows[0]]
-    if len(header) < 2:
-        raise ValueError(f"load_file: {p} has {len(header)} column(s) {header}; expected at least "
-                         f"one feature column and a label column")
+    header = [name.strip() for name in first]
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise ValueError(f"load_file: {p} has duplicate column names {dup}")
-    if target is None:
-        label_col = len(header) - 1
-    elif target in header:
-        label_col = header.index(target)
-    else:
-        raise ValueError(f"load_file: {p} has no column named {target!r} (the target); "
-                         f"its columns are {header}")
-    data = rows[1:]
-    if not data:
+    try:
+        frame = pd.read_csv(p, encoding="utf-8-sig", skipinitialspace=True, keep_default_na=False,
+                            na_values=[""], skip_blank_lines=True)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"load_file: {p} is not a UTF-8 text file ({e})") from None
+    except (pd.errors.ParserError, csv.Error):
+        _raise_ragged_row(p, len(header))
+        raise ValueError(f"load_file: {p} is not a valid CSV file") from None
+    frame.columns = header
+    if len(frame) == 0:
         raise ValueError(f"load_file: {p} has a header row but no data rows")
-    values = np.empty((len(data), len(header)), dtype=np.float64)
-    for i, row in enumerate(data):
-        line = i + 2  # 1-based, after the header
-        if len(row) != len(header):
-            raise ValueError(f"load_file: {p} line {line} has {len(row)} values, the header has "
-                             f"{len(header)} columns")
-        for j, cell in enumerate(row):
-            values[i, j] = _csv_number(cell, p, line, header[j], j == label_col)
-    y = values[:, label_col]
-    X = np.delete(values, label_col, axis=1)
-    return np.ascontiguousarray(X, dtype=np.float32), _labels_or_targets(y)
+    return frame
+
+
+def csv_numbers(frame: Any, p: str | os.PathLike, columns: list[str], label: bool = False) -> np.ndarray:
+    """The named columns of `frame` (from read_csv_frame) as a float64 (rows, columns) array.
+
+    Every cell must be a finite number; the first that is not raises ValueError naming the file,
+    the column, the cell's text and its line in the file."""
+    import pandas as pd
+
+    p = Path(p)
+    out = np.empty((len(frame), len(columns)), dtype=np.float64)
+    for j, name in enumerate(columns):
+        col = frame[name]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            col = pd.to_numeric(col.astype(str).str.strip(), errors="coerce")
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            line, cell = _csv_cell(p, int(bad[0]), list(frame.columns).index(name), len(frame.columns))
+            _csv_number(cell, p, line, name, label)  # raises with the cell's own text
+            raise ValueError(f"load_file: {p} column {name!r} has an unreadable value on line {line}")
+        out[:, j] = values
+    return out
+
+
+def _data_rows(p: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of the data rows (blank lines skipped), for error messages only."""
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        seen_header = False
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if not seen_header:
+                seen_header = True
+                continue
+            yield reader.line_num, row
+
+
+def _csv_cell(p: Path, row: int, col: int, n_cols: int) -> tuple[int, str]:
+    for i, (line, cells) in enumerate(_data_rows(p)):
+        if i == row:
+            if len(cells) != n_cols:
+                raise ValueError(f"load_file: {p} line {line} has {len(cells)} values, the header has "
+                                 f"{n_cols} columns")
+            return line, cells[col]
+    return row + 2, ""
+
+
+def _raise_ragged_row(p: Path, n_cols: int) -> None:
+    for line, cells in _data_rows(p):
+        if len(cells) != n_cols:
+            raise ValueError(f"load_file: {p} line {line} has {len(cells)} values, the header has "
+                             f"{n_cols} columns")
 
 
 def _csv_number(cell: str, p: Path, line: int, column: str, is_label: bool) -> float:

@@ -4,7 +4,13 @@ the architecture (JSON in the file's metadata). No pickle anywhere: loading a fi
 Tensor names: "model.<i>.<name>" (parameters and buffers, as in `state_dict`), and
 "optim.<param>.<key>" (optimizer state), "prep.<key>" (input standardization, when set). Metadata key "gradstep" holds a JSON document:
 {"format": 1, "model": Sequential.get_config(), "compile": {...} or null, "epochs_done": int,
- "fit_seed": int or null, "optimizer": {hyper, step, ...} without its arrays}.
+ "fit_seed": int or null, "optimizer": {hyper, step, ...} without its arrays,
+ "classes": null or {"kind": "int"|"float"|"bool"|"str", "values": [...]} (model.classes_),
+ "feature_names": null or [str, ...] (model.feature_names_in_), "metadata": {...} (model.metadata)}.
+The last three keys are optional (files written before they existed load with their defaults).
+
+Files are written atomically (a temporary file renamed over the target) with the permissions an
+ordinary `open(path, "w")` would give: those of the file replaced, else 0666 minus the umask.
 """
 from __future__ import annotations
 
@@ -58,8 +64,9 @@ def save(model: Any, path: Any) -> None:
 
     path = Path(os.fspath(path))
     tensors = {f"model.{k}": np.ascontiguousarray(v) for k, v in model.state_dict().items()}
-    for k, v in (model.preprocessing or {}).items():
-        tensors[f"prep.{k}"] = np.ascontiguousarray(v, dtype=np.float64)
+    if model.preprocessing is not None:
+        for k, v in model.preprocessing.state().items():
+            tensors[f"prep.{k}"] = np.ascontiguousarray(v, dtype=np.float64)
     compiled = None
     optimizer_meta = None
     if model.loss is not None and model.optimizer is not None:
@@ -72,14 +79,16 @@ def save(model: Any, path: Any) -> None:
         tensors.update({f"optim.{k}": v for k, v in arrays.items()})
     meta = {"format": FORMAT_VERSION, "model": model.get_config(), "compile": compiled,
             "optimizer": optimizer_meta, "epochs_done": int(model.epochs_done),
-            "fit_seed": model._fit_seed}
+            "fit_seed": model._fit_seed, **_data_meta(model)}
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise FileNotFoundError(f"save: directory {str(directory)!r} does not exist")
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=directory)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={_MAGIC_KEY: json.dumps(meta)})
+        os.chmod(tmp, mode)  # mkstemp made it 0600; the model file gets an ordinary file's mode
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -87,6 +96,76 @@ def save(model: Any, path: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    try:  # Linux states it without changing it (no window in which another thread sees umask 0)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: Path) -> int:
+    """What `open(path, "w")` would leave: the replaced file's permissions, else 0666 & ~umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _data_meta(model: Any) -> dict[str, Any]:
+    """classes_, feature_names_in_ and metadata as JSON (checked: a bad value fails the save)."""
+    from .preprocessing import check_classes
+
+    out: dict[str, Any] = {"classes": None, "feature_names": None, "metadata": {}}
+    if getattr(model, "classes_", None) is not None:
+        c = check_classes(model.classes_, "save: model.classes_")
+        kind = {"b": "bool", "i": "int", "u": "int", "f": "float", "U": "str"}[c.dtype.kind]
+        out["classes"] = {"kind": kind, "values": c.tolist()}
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        names = [str(n) for n in names]
+        if model.in_features is not None and len(names) != model.in_features:
+            raise ValueError(f"save: model.feature_names_in_ names {len(names)} features, the model takes "
+                             f"{model.in_features}")
+        out["feature_names"] = names
+    metadata = getattr(model, "metadata", None) or {}
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"save: model.metadata must be JSON-serializable: {e}") from None
+    out["metadata"] = metadata
+    return out
+
+
+def _load_data_meta(model: Any, meta: dict[str, Any]) -> None:
+    """The inverse of _data_meta; raises ValueError on values a file cannot hold."""
+    from .preprocessing import check_classes
+
+    classes = meta.get("classes")
+    if classes is not None:
+        dtype = {"bool": bool, "int": np.int64, "float": np.float64, "str": str}[classes["kind"]]
+        c = check_classes(np.asarray(classes["values"], dtype=dtype), "classes")
+        n_out = model.out_features
+        if n_out is not None and len(c) != n_out and not (n_out == 1 and len(c) == 2):
+            raise ValueError(f"{len(c)} classes for a model with {n_out} outputs")
+        model.classes_ = c
+    names = meta.get("feature_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or (
+                model.in_features is not None and len(names) != model.in_features):
+            raise ValueError(f"feature names {names!r} do not name the model's {model.in_features} inputs")
+        model.feature_names_in_ = names
+    metadata = meta.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ValueError(f"metadata must be a JSON object, got {type(metadata).__name__}")
+    model.metadata = metadata
 
 
 def _fail(path: Path, why: str) -> ValueError:
@@ -131,7 +210,7 @@ def load(path: Any):
             if cls is None:
                 raise ValueError(f"layer {i} has unknown class {spec['class']!r}")
             layers.append(cls(**spec["config"]))
-        model = Sequential(layers, dtype=cfg["dtype"], seed=None)
+        model = Sequential(layers, dtype=cfg["dtype"], seed=None, input_shape=cfg.get("input_shape"))
         model.seed = cfg.get("seed")
     except (KeyError, TypeError, ValueError) as e:
         raise _fail(path, f"describes an invalid architecture: {e}") from None
@@ -156,7 +235,11 @@ def load(path: Any):
     if prep:
         if set(prep) != {"mean", "scale"} or any(v.shape != (model.in_features,) for v in prep.values()):
             raise _fail(path, f"holds an invalid input standardization {sorted(prep)}")
-        model.preprocessing = prep
+        from .preprocessing import Standardize
+        try:
+            model.preprocessing = Standardize(prep["mean"], prep["scale"])
+        except ValueError as e:
+            raise _fail(path, f"holds an invalid input standardization: {e}") from None
     unknown = sorted(k for k in tensors if not k.startswith(("model.", "optim.", "prep.")))
     if unknown:
         raise _fail(path, f"holds unexpected tensors {unknown}")
@@ -177,6 +260,10 @@ def load(path: Any):
             raise _fail(path, f"has an invalid training configuration or optimizer state: {e!r}") from None
     elif optim_arrays:
         raise _fail(path, "holds optimizer tensors but no training configuration")
+    try:
+        _load_data_meta(model, meta)
+    except (KeyError, TypeError, ValueError) as e:
+        raise _fail(path, f"has invalid class, feature-name or metadata entries: {e}") from None
     model.epochs_done = int(meta.get("epochs_done", 0))
     model._fit_seed = meta.get("fit_seed")
     return model

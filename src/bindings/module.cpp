@@ -63,5 +63,8 @@ PYBIND11_MODULE(_core, m) {
   bind_dropout(m);
   bind_loss(m);
   bind_optim(m);
+  bind_op(m);
   bind_network(m);
+  bind_conv(m);
+  bind_pool(m);
 }
