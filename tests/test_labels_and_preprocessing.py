@@ -171,3 +171,19 @@ def test_ctrl_c_in_fit_stops_after_the_batch(rng):
         ref.train_step(X[idx], y[idx])
     for k, v in ref.state_dict().items():
         np.testing.assert_array_equal(model.state_dict()[k], v)
+
+
+def test_dataframes_are_read_by_column_name(rng):
+    import pandas as pd
+
+    X, y = _blobs(rng)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    model = _classifier()
+    model.feature_names_in_ = ["a", "b", "c"]
+    model.fit(frame, y, epochs=2, verbose=0)
+    expected = model.predict(X)
+    shuffled = frame[["c", "a", "b"]].assign(label=y)  # reordered, with an extra column
+    np.testing.assert_array_equal(model.predict(shuffled), expected)
+    assert model.evaluate(shuffled, y) == model.evaluate(X, y)
+    with pytest.raises(ValueError, match=r"lacks the feature column\(s\) \['b'\]"):
+        model.predict(frame[["a", "c"]])

@@ -89,6 +89,15 @@ def check_int(value: Any, name: str, minimum: int | None = None) -> int:
     return int(value)
 
 
+def check_int_tuple(value: Any, n: int, name: str, minimum: int) -> tuple[int, ...]:
+    """An int (repeated n times) or a sequence of n ints, each >= minimum."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise ValueError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
+        return tuple(check_int(v, name, minimum) for v in value)
+    return (check_int(value, name, minimum),) * n
+
+
 def check_float(value: Any, name: str, minimum: float | None = None, maximum: float | None = None,
                 min_inclusive: bool = True, max_inclusive: bool = True) -> float:
     """A real, finite number in the given range."""

@@ -1,13 +1,17 @@
 """Data for training: bundled and on-disk data sets, splitting, mini-batches, scaling.
 
-- `load_digits()`: the 8x8 digits that ship with scikit-learn (nothing is downloaded);
-- `load_mnist(directory, kind)`: the standard MNIST IDX files, gzipped or not, parsed strictly;
+- `load_digits(images=False)`: the 8x8 digits that ship with scikit-learn (nothing is downloaded);
+- `load_mnist(directory, kind, images=False)`: the standard MNIST IDX files, gzipped or not,
+  parsed strictly;
+- `load_fashion_mnist(directory=None, kind, images=True)`: Fashion-MNIST from Debian's
+  `dataset-fashion-mnist` package (or any directory holding its four IDX files);
 - `load_file(path, target=None)`: a `.npz` (arrays `X`, `y`) or `.csv` (header row, read by pandas) file;
 - `train_val_split(X, y, val, seed)`: a seeded, stratified-when-possible split (scikit-learn);
 - `batches(X, y, batch_size, shuffle, seed)`: seeded mini-batches covering every row once;
 - `standardize(X_train, *others)`: zero mean, unit variance from the training rows (StandardScaler).
 
-Loaders return `(X, y)`: `X` float32 `(N, F)`, `y` int64 class labels (regression targets stay float).
+Loaders return `(X, y)`: `X` float32 `(N, F)`, or `(N, 1, rows, cols)` images with `images=True`
+(the layout Conv2D takes), and `y` int64 class labels (regression targets stay float).
 """
 from __future__ import annotations
 
@@ -26,33 +30,48 @@ import numpy as np
 
 from . import _checks, _random
 
-__all__ = ["load_digits", "load_mnist", "load_file", "train_val_split", "batches", "standardize"]
+__all__ = ["load_digits", "load_mnist", "load_fashion_mnist", "load_file", "train_val_split", "batches", "standardize"]
 
 _IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols)
 _IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
 _MNIST_PREFIX = {"train": "train", "test": "t10k"}
+# Where Debian's dataset-fashion-mnist package puts the four IDX .gz files.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def _check_images(images: Any, fn: str) -> bool:
+    if not isinstance(images, (bool, np.bool_)):
+        raise TypeError(f"{fn}: images must be a bool, got {type(images).__name__}")
+    return bool(images)
 
 
 # ---- scikit-learn's digits ---------------------------------------------------------------------
-def load_digits() -> tuple[np.ndarray, np.ndarray]:
+def load_digits(images: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The 1797 8x8 digit images bundled with scikit-learn.
 
-    Returns `X` float32 `(1797, 64)` holding the raw pixel values 0..16 and `y` int64 `(1797,)`
-    labels 0..9. Nothing is downloaded.
+    Returns `X` float32 `(1797, 64)` holding the raw pixel values 0..16 (`(1797, 1, 8, 8)` with
+    `images=True`, one channel, for Conv2D) and `y` int64 `(1797,)` labels 0..9. Nothing is
+    downloaded.
     """
     from sklearn.datasets import load_digits as _sk_load_digits
 
+    images = _check_images(images, "load_digits")
     X, y = _sk_load_digits(return_X_y=True)
-    return np.ascontiguousarray(X, dtype=np.float32), np.ascontiguousarray(y, dtype=np.int64)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if images:
+        X = X.reshape(-1, 1, 8, 8)
+    return X, np.ascontiguousarray(y, dtype=np.int64)
 
 
 # ---- MNIST IDX files ---------------------------------------------------------------------------
-def load_mnist(directory: str | os.PathLike, kind: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(directory: str | os.PathLike, kind: str = "train",
+               images: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Read MNIST (or any data set in its format, e.g. Fashion-MNIST) from its IDX files.
 
     `directory` holds `train-images-idx3-ubyte` and `train-labels-idx1-ubyte` (kind="train") or
     `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte` (kind="test"), each plain or gzipped
-    (`.gz`). Returns `X` float32 `(n, rows*cols)` scaled to [0, 1] and `y` int64 `(n,)`.
+    (`.gz`). Returns `X` float32 `(n, rows*cols)` scaled to [0, 1] (`(n, 1, rows, cols)` with
+    `images=True`) and `y` int64 `(n,)`.
 
     A missing directory or file raises FileNotFoundError naming the path; a corrupt, truncated or
     foreign file raises ValueError naming the file and what is wrong with it.
@@ -64,6 +83,7 @@ def load_mnist(directory: str | os.PathLike, kind: str = "train") -> tuple[np.nd
         raise TypeError(f"load_mnist: kind must be 'train' or 'test', got {type(kind).__name__}")
     if kind not in _MNIST_PREFIX:
         raise ValueError(f"load_mnist: kind must be 'train' or 'test', got {kind!r}")
+    images = _check_images(images, "load_mnist")
     root = Path(directory)
     if not root.exists():
         raise FileNotFoundError(f"load_mnist: directory {str(root)!r} does not exist")
@@ -79,7 +99,33 @@ def load_mnist(directory: str | os.PathLike, kind: str = "train") -> tuple[np.nd
         raise ValueError(f"load_mnist: {images_path} holds {n_img} images but {labels_path} holds "
                          f"{n_lab} labels; they must agree")
     X = np.divide(pixels.reshape(n_img, rows * cols), np.float32(255.0), dtype=np.float32)
+    if images:
+        X = X.reshape(n_img, 1, rows, cols)
     return X, labels.astype(np.int64)
+
+
+def load_fashion_mnist(directory: str | os.PathLike | None = None, kind: str = "train",
+                       images: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST (28x28 grey images of clothes, 10 classes) from its four IDX files.
+
+    `directory=None` reads them where Debian's package puts them (`FASHION_MNIST_DIR`,
+    /usr/share/datasets/fashion-mnist: `apt-get install dataset-fashion-mnist`); any other
+    directory holding `train-images-idx3-ubyte.gz` etc. works too. Returns `X` float32 in [0, 1],
+    `(n, 1, 28, 28)` (or `(n, 784)` with `images=False`), and `y` int64 `(n,)`: 60000 rows for
+    kind="train", 10000 for kind="test". Nothing is downloaded; when the files are missing the
+    FileNotFoundError says how to install them.
+    """
+    root = FASHION_MNIST_DIR if directory is None else directory
+    try:
+        return load_mnist(root, kind, images=images)
+    except FileNotFoundError as e:
+        where = ("Debian's dataset-fashion-mnist package is not installed"
+                 if directory is None else f"no Fashion-MNIST IDX files in {str(directory)!r}")
+        raise FileNotFoundError(
+            f"load_fashion_mnist: {where} ({e}). Install the files with "
+            f"`apt-get install dataset-fashion-mnist` (they go to {FASHION_MNIST_DIR}), or pass "
+            f"directory= a folder holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz") from None
 
 
 def _find_idx(root: Path, stem: str, suffix: str) -> Path:

@@ -233,7 +233,7 @@ def load(path: Any):
     optim_arrays = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
     prep = {k[len("prep."):]: v for k, v in tensors.items() if k.startswith("prep.")}
     if prep:
-        if set(prep) != {"mean", "scale"} or any(v.shape != (model.in_features,) for v in prep.values()):
+        if set(prep) != {"mean", "scale"} or any(v.shape != model.input_shape for v in prep.values()):
             raise _fail(path, f"holds an invalid input standardization {sorted(prep)}")
         from .preprocessing import Standardize
         try:

@@ -187,6 +187,15 @@ class Sequential:
     def _arena_stale(self) -> bool:
         return any(layer._arena is not self.arena for layer in self.layers if layer._param_shapes())
 
+    def build(self, input_shape: Any) -> "Sequential":
+        """Fix the per-sample input shape now (instead of at the first batch): infers the sizes of
+        lazy layers, checks every layer against its input and lays out the parameters."""
+        shape = _check_shape(input_shape, "Sequential.build: input_shape")
+        if self.input_shape is not None and self.input_shape != shape:
+            raise ValueError(f"Sequential.build: the model's input_shape is {self.input_shape}, got {shape}")
+        self._build(shape)
+        return self
+
     def _ensure_input(self, shape: tuple[int, ...]) -> None:
         """Settle the input shape from a batch's per-sample shape (first batch)."""
         if self.input_shape is None or self.arena is None:
@@ -364,6 +373,7 @@ class Sequential:
 
     def _check_X(self, X: Any, what: str, xname: str = "X") -> np.ndarray:
         """A non-empty numeric (samples, *input_shape) array, not yet converted."""
+        X = _prep.select_columns(X, self.feature_names_in_, f"{what}: {xname}")
         X = _checks.numeric_array(X, f"{what}: {xname}")
         want = self.input_shape
         if want is not None and len(want) == 1 and X.ndim != 2:

@@ -25,17 +25,19 @@ __all__ = ["Standardize"]
 
 
 class Standardize:
-    """x -> (x - mean) / scale per feature, computed in float64.
+    """x -> (x - mean) / scale per input value, computed in float64.
 
     `Standardize.fit(X)` takes the mean and the (biased) standard deviation of each column of X,
-    with scale 1 for constant columns, as scikit-learn's `StandardScaler` does."""
+    with scale 1 for constant columns, as scikit-learn's `StandardScaler` does. For image data
+    (N, C, H, W) (or any per-sample shape) each input value (pixel) gets its own mean and scale,
+    and `mean`/`scale` have the per-sample shape."""
 
     def __init__(self, mean: Any, scale: Any) -> None:
         mean = np.array(_checks.numeric_array(mean, "Standardize: mean"), dtype=np.float64)
         scale = np.array(_checks.numeric_array(scale, "Standardize: scale"), dtype=np.float64)
-        if mean.ndim != 1 or scale.shape != mean.shape:
-            raise ValueError(f"Standardize: mean and scale must be 1-D arrays of one length (one value per "
-                             f"feature), got shapes {mean.shape} and {scale.shape}")
+        if mean.ndim < 1 or scale.shape != mean.shape:
+            raise ValueError(f"Standardize: mean and scale must be arrays of one shape (one value per "
+                             f"input value of a sample), got shapes {mean.shape} and {scale.shape}")
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
             raise ValueError("Standardize: mean must be finite and scale finite and > 0")
         self.mean = mean
@@ -44,9 +46,9 @@ class Standardize:
     @classmethod
     def fit(cls, X: Any) -> Standardize:
         X = _checks.numeric_array(X, "Standardize.fit: X")
-        if X.ndim != 2 or X.shape[0] == 0:
-            raise ValueError(f"Standardize.fit: X must be a non-empty 2-D array (samples, features), "
-                             f"got shape {X.shape}")
+        if X.ndim < 2 or X.shape[0] == 0:
+            raise ValueError(f"Standardize.fit: X must be a non-empty array (samples, features) or "
+                             f"(samples, *sample_shape), got shape {X.shape}")
         X = np.asarray(X, dtype=np.float64)
         mean = X.mean(axis=0)
         scale = X.std(axis=0)
@@ -55,14 +57,18 @@ class Standardize:
 
     @property
     def n_features(self) -> int:
-        return int(self.mean.shape[0])
+        return int(self.mean.size)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.mean.shape)
 
     def transform(self, X: Any) -> np.ndarray:
         """(X - mean) / scale as float64 (the caller casts to the model's dtype)."""
         X = _checks.numeric_array(X, "Standardize.transform: X")
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"Standardize.transform: X must have shape (samples, {self.n_features}), "
-                             f"got {X.shape}")
+        if X.shape[1:] != self.mean.shape:
+            want = ", ".join(str(d) for d in self.mean.shape)
+            raise ValueError(f"Standardize.transform: X must have shape (samples, {want}), got {X.shape}")
         return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
 
     def inverse_transform(self, X: Any) -> np.ndarray:
@@ -77,7 +83,25 @@ class Standardize:
                 and np.array_equal(self.scale, other.scale))
 
     def __repr__(self) -> str:
-        return f"Standardize(n_features={self.n_features})"
+        if self.mean.ndim == 1:
+            return f"Standardize(n_features={self.n_features})"
+        return f"Standardize(sample_shape={self.sample_shape})"
+
+
+# ---- columns by name ---------------------------------------------------------------------------
+def select_columns(X: Any, names: list[str] | None, where: str) -> Any:
+    """A table with named columns (a pandas DataFrame) given to a model that knows its
+    `feature_names_in_` is read by those names, in the model's order (extra columns, e.g. the
+    target, are left out); a missing column raises ValueError naming it. Anything else passes."""
+    columns = getattr(X, "columns", None)
+    if names is None or columns is None or not hasattr(X, "loc"):
+        return X
+    columns = [str(c) for c in columns]
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise ValueError(f"{where} lacks the feature column(s) {missing} the model was trained on "
+                         f"(it has {columns})")
+    return X.loc[:, list(names)].to_numpy()
 
 
 # ---- class labels ------------------------------------------------------------------------------

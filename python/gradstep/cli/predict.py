@@ -45,6 +45,11 @@ def _load_model(path: str) -> Any:
         raise UsageError(f"--model: {e}") from None
 
 
+def _n_inputs(model: Any) -> int:
+    """Input values per sample: features of an MLP, pixels of an image model."""
+    return int(np.prod(model.input_shape)) if model.input_shape is not None else int(model.in_features)
+
+
 def read_for_model(model: Any, path: str, target: str | None) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """(X in the model's column order, the true values or None, their column name)."""
     data.check_data_path(path)
@@ -61,12 +66,12 @@ def read_for_model(model: Any, path: str, target: str | None) -> tuple[np.ndarra
     if names is None:  # trained on arrays (digits, .npz): the columns are taken in order
         if target in columns:
             features = [c for c in columns if c != target]
-        elif len(columns) == model.in_features + 1 and target is None:
+        elif len(columns) == _n_inputs(model) + 1 and target is None:
             target, features = columns[-1], columns[:-1]
         else:
             features = columns
-        if len(features) != model.in_features:
-            raise UsageError(f"--data: {path} has {len(features)} feature columns; the model takes {model.in_features}")
+        if len(features) != _n_inputs(model):
+            raise UsageError(f"--data: {path} has {len(features)} feature columns; the model takes {_n_inputs(model)}")
     else:
         missing = [c for c in names if c not in columns]
         extra = [c for c in columns if c not in names and c != target]
@@ -84,8 +89,12 @@ def read_for_model(model: Any, path: str, target: str | None) -> tuple[np.ndarra
 def run(args: Any) -> int:
     model = _load_model(args.model)
     X, y, target = read_for_model(model, args.data, args.target)
-    if X.shape[1] != model.in_features:
-        raise UsageError(f"--data: X must have {model.in_features} features for this model, got shape {X.shape}")
+    shape = tuple(model.input_shape) if model.input_shape is not None else (model.in_features,)
+    if X.ndim == 2 and len(shape) > 1 and X.shape[1] == _n_inputs(model):
+        X = X.reshape(len(X), *shape)  # flat rows of an image model's pixels
+    if X.shape[1:] != shape:
+        want = f"{shape[0]} features" if len(shape) == 1 else f"per-sample shape {shape}"
+        raise UsageError(f"--data: X must have {want} for this model, got shape {X.shape}")
     classifier = model.loss is not None and model._labels_loss() or (model.loss is None and model.classes_ is not None)
     if args.proba:
         if not classifier:

@@ -82,6 +82,7 @@ def run(args: Any) -> int:
     print(f"task: {task.name} ({task.why})")
     if model is None:
         model = common.build_model(prep.X_train.shape[1], task.n_outputs, args, task.classification)
+        model.build(prep.X_train.shape[1:])  # shapes known now: summary() shows them
         model.preprocessing = prep.standardize
         model.classes_ = task.classes
         model.feature_names_in_ = prep.table.feature_names

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 from .base import LAYER_REGISTRY, OP_LAYERS, Layer, register
-from . import _conv_interim, activation, batchnorm, dense, dropout, maxout, reshape, tied
+from . import activation, batchnorm, conv, dense, dropout, maxout, pool, tied
 from .activation import *  # noqa: F401,F403
 from .batchnorm import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .maxout import *  # noqa: F401,F403
-from .reshape import *  # noqa: F401,F403
-from ._conv_interim import *  # noqa: F401,F403
+from .pool import *  # noqa: F401,F403
 from .tied import *  # noqa: F401,F403
 
 __all__ = ["Layer", "LAYER_REGISTRY", "register"]
-__all__ += (dense.__all__ + activation.__all__ + maxout.__all__ + batchnorm.__all__ + dropout.__all__
-            + reshape.__all__ + _conv_interim.__all__ + tied.__all__)
+__all__ += dense.__all__ + activation.__all__ + maxout.__all__ + batchnorm.__all__ + dropout.__all__
+__all__ += conv.__all__ + pool.__all__ + tied.__all__
 
 
 def check_op_pairing() -> None:

@@ -1,6 +1,8 @@
-"""Batch normalization over the features of (N, F) input, as PyTorch's BatchNorm1d computes it."""
+"""Batch normalization over the features of (N, F) input, as PyTorch's BatchNorm1d computes it,
+and over the channels of (N, C, L) / (N, C, H, W) input (BatchNorm1d / BatchNorm2d)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -63,18 +65,30 @@ class BatchNorm(Layer):
 
     def _check_input(self, x: Any) -> np.ndarray:
         a = _checks.numeric_array(x, "BatchNorm.forward: x")
-        if a.ndim in (3, 4):  # (N, C, L) / (N, C, H, W): per channel, as BatchNorm1d/2d
-            if a.shape[1] != self.num_features:
-                raise ValueError(f"BatchNorm.forward: x must have {self.num_features} channels "
-                                 f"(axis 1), got shape {a.shape}")
-            return self._input(a, None)
-        return self._input(a, 2, self.num_features)
+        if a.ndim not in (2, 3, 4):
+            raise ValueError(f"BatchNorm.forward: x must be (N, {self.num_features}), "
+                             f"(N, {self.num_features}, L) or (N, {self.num_features}, H, W), got a "
+                             f"{a.ndim}-D array of shape {a.shape}")
+        if a.ndim == 2:
+            return self._input(a, 2, self.num_features)
+        if a.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm.forward: x must have {self.num_features} channels "
+                             f"(axis 1), got shape {a.shape}")
+        return self._input(a, a.ndim)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape it is given: (F,), (C, L) or (C, H, W) without the batch axis."""
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) not in (1, 2, 3) or shape[0] != self.num_features:
+            raise ValueError(f"BatchNorm: input must have {self.num_features} features or "
+                             f"channels per sample, got shape {shape}")
+        return super().output_shape(shape)
 
     def _op_forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        if training and x.shape[0] * int(np.prod(x.shape[2:], dtype=np.int64)) < 2:
+        if training and x.shape[0] * math.prod(x.shape[2:]) < 2:
+            extra = " (use training=False for a single row)" if x.ndim == 2 else " (use training=False)"
             raise ValueError("BatchNorm.forward: Expected more than 1 value per channel when "
-                             f"training, got x of shape {x.shape} (use training=False for "
-                             "a single row)")
+                             f"training, got x of shape {x.shape}{extra}")
         return super()._op_forward(x, training)
 
     def _op_attrs(self) -> dict[str, Any]:
