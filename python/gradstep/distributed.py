@@ -254,6 +254,9 @@ class DataParallel:
     # ---- start of fit ------------------------------------------------------------------------
     def setup(self, model: Any, X: np.ndarray, y: np.ndarray, val: Any, seed: int) -> int:
         """Check that every rank holds the same data; give every rank rank 0's model and seed."""
+        if getattr(model, "device", "cpu") != "cpu":
+            raise ValueError(f"fit: data-parallel training over MPI runs on the CPU; a model on "
+                             f"device={model.device!r} cannot train with MPI yet (pass distributed=None)")
         mine = [_fingerprint(X), _fingerprint(y)] + ([_fingerprint(val[0]), _fingerprint(val[1])] if val else [])
         everyone = self.comm.allgather(mine)
         for r, theirs in enumerate(everyone):

@@ -112,6 +112,11 @@ class Sequential:
         self.use_engine = True
         self._engine: Any = None
         self._last_output: np.ndarray | None = None
+        # "cpu", or "cuda:<index>" after to("cuda"): then the CUDA engine (gradstep.cuda) holds the
+        # newest parameters on the device, and _host_stale says the host arrays lag behind.
+        self.device = "cpu"
+        self._device_engine: Any = None
+        self._host_stale = False
 
     # ---- construction -------------------------------------------------------------------------
     def add(self, layer: Layer) -> "Sequential":
@@ -237,6 +242,7 @@ class Sequential:
 
     def _state_views(self) -> dict[str, np.ndarray]:
         """Live views of every parameter and buffer, keyed as in `state_dict`."""
+        self._sync_host()
         return {f"{i}.{name}": value for i, layer in enumerate(self.layers)
                 for name, value in {**layer.params, **layer.buffers}.items()}
 
@@ -260,6 +266,8 @@ class Sequential:
             checked[key] = value
         for key, value in checked.items():  # all checked before anything is written
             views[key][...] = value
+        if self._device_engine is not None:
+            self._device_engine.push()
 
     # ---- compile ------------------------------------------------------------------------------
     def compile(self, loss: Any, optimizer: Any = "adam", metrics: Any = None) -> "Sequential":
@@ -267,7 +275,43 @@ class Sequential:
         self.optimizer = _optim.get(optimizer)
         self.metrics = _metrics.check_metrics(metrics)
         self._engine = None
+        self._sync_host()
+        self._device_engine = None  # rebuilt for the new loss and optimizer on the next step
         return self
+
+    # ---- devices ------------------------------------------------------------------------------
+    def to(self, device: Any) -> "Sequential":
+        """Move the model to "cpu", "cuda" or "cuda:<index>": parameters, optimizer state and
+        BatchNorm statistics. Training then runs there; predict, evaluate, state_dict and save
+        read the newest values back. Returns the model. Raises gs.CudaError without a usable GPU."""
+        from . import cuda as _cuda
+        kind, index = _cuda.parse_device(device)
+        if kind == "cuda":
+            _cuda.check_model(self, index)
+        self._sync_host()
+        self._device_engine = None
+        self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
+        return self
+
+    def _sync_host(self) -> None:
+        """Bring the device's newest values into the host arrays (a no-op on the CPU)."""
+        if self._host_stale and self._device_engine is not None:
+            self._device_engine.pull()
+        self._host_stale = False
+
+    def _not_on_device(self, what: str) -> None:
+        if self.device != "cpu":
+            raise ValueError(f"{what}: the split step runs on the CPU (data parallelism all-reduces "
+                             f"host buffers); the model is on {self.device}: model.to('cpu') first")
+
+    def _on_device(self) -> Any:
+        """The CUDA engine of a model on a GPU, built on first use."""
+        from . import cuda as _cuda
+        engine = self._device_engine
+        if engine is None or not engine.usable():
+            self._sync_host()
+            engine = self._device_engine = _cuda.Engine(self, int(self.device.split(":")[1]))
+        return engine
 
     def _require_compiled(self, what: str) -> None:
         if self.loss is None or self.optimizer is None:
@@ -275,6 +319,7 @@ class Sequential:
 
     # ---- forward / backward -------------------------------------------------------------------
     def forward(self, x: Any, training: bool = False) -> np.ndarray:
+        self._sync_host()
         self._settle(x)
         for layer in self.layers:
             x = layer.forward(x, training=training)
@@ -316,6 +361,11 @@ class Sequential:
         C++ ops, loss and update); otherwise layer by layer (same results)."""
         self._require_compiled("train_step")
         self._settle(xb)
+        if self.device != "cpu":
+            self._last_output = None
+            value = self._on_device().step(xb, yb)
+            self._host_stale = True
+            return value
         engine = self._get_engine()
         if engine:
             self._last_output = None
@@ -330,6 +380,7 @@ class Sequential:
         view of it). `update()` is the second half; data parallelism all-reduces the gradient
         buffer between them."""
         self._require_compiled("forward_backward")
+        self._not_on_device("forward_backward")
         self._settle(xb)
         engine = self._get_engine()
         if engine:
@@ -341,6 +392,7 @@ class Sequential:
         """The second half of `train_step`: the optimizer's update from the gradients in
         `arena.grads`, as they are now."""
         self._require_compiled("update")
+        self._not_on_device("update")
         if self.arena is None:
             raise ValueError("update: the model is not built yet (run forward_backward first)")
         engine = self._get_engine()
@@ -364,7 +416,8 @@ class Sequential:
     def _train_output(self) -> np.ndarray:
         """The outputs of the last train_step's forward (for the training metrics)."""
         if self._last_output is None:
-            self._last_output = self._engine.output()
+            engine = self._device_engine if self.device != "cpu" else self._engine
+            self._last_output = engine.output()
         return self._last_output
 
     # ---- data checks --------------------------------------------------------------------------
@@ -485,6 +538,8 @@ class Sequential:
         # Mini-batches are gathered into buffers made once per fit: a step allocates nothing.
         xbuf = np.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
         ybuf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
+        # On a GPU the training set is copied to the device once and each batch gathered there.
+        device_data = self._on_device().upload(X, y) if self.device != "cpu" else None
         progress = _progress_factory(verbose if run.is_main else 0)
         sigint = _interrupt.deferred()
         interrupt = sigint.__enter__()
@@ -505,16 +560,23 @@ class Sequential:
                 for b in range(n_batches):
                     lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
                     mine, end = run.share(lo, hi)  # this process's rows of the batch (all of them on one)
-                    if shuffle:
-                        idx = order[mine:end]
-                        xb, yb = xbuf[:end - mine], ybuf[:end - mine]
-                        np.take(X, idx, axis=0, out=xb)
-                        np.take(y, idx, axis=0, out=yb)
+                    if device_data is not None:
+                        idx = order[lo:hi] if shuffle else np.arange(lo, hi)
+                        yb = y[idx]
+                        self._last_output = None
+                        value = self._device_engine.step_indices(device_data, idx)
+                        self._host_stale = True
                     else:
-                        xb, yb = X[mine:end], y[mine:end]
-                    value = run.step(self, xb, yb, hi - lo)
+                        if shuffle:
+                            idx = order[mine:end]
+                            xb, yb = xbuf[:end - mine], ybuf[:end - mine]
+                            np.take(X, idx, axis=0, out=xb)
+                            np.take(y, idx, axis=0, out=yb)
+                        else:
+                            xb, yb = X[mine:end], y[mine:end]
+                        value = run.step(self, xb, yb, hi - lo)
                     sums["loss"] += value * (hi - lo)
-                    for m in self.metrics if xb.shape[0] else ():
+                    for m in self.metrics if len(yb) else ():
                         s, c = _metrics.batch_sums(m, self._train_output(), yb, self.loss)
                         msums[m] += s
                         counts[m] += c
