@@ -48,7 +48,18 @@ def batchnorm_dropout():
     return model, X, y, dict(epochs=3, batch_size=32, validation_split=0.1, seed=7)
 
 
+def epoch_metrics():
+    """Metrics computed over the whole epoch (confusion matrix, AUC): merged over the ranks."""
+    X = _data(150, 6, 3)
+    y = (X[:, 0] - X[:, 1] + 0.3 * X[:, 2] > 0).astype(np.float64)
+    model = gs.Sequential([gs.Dense(6, 8), gs.Tanh(), gs.Dense(8, 1)], dtype="float64", seed=5)
+    model.compile(gs.BinaryCrossEntropy(from_logits=True), gs.SGD(lr=0.1),
+                  metrics=["accuracy", "precision", "recall", "f1", "auc"])
+    return model, X, y, dict(epochs=2, batch_size=25, validation_split=0.3, seed=8)
+
+
 CASES = {
+    "float64-epoch-metrics": epoch_metrics,
     "float64-adam": lambda: classification("float64", "adam"),
     "float64-rmsprop": lambda: classification("float64", "rmsprop"),
     "float32-adam": lambda: classification("float32", "adam"),

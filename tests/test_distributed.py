@@ -56,7 +56,8 @@ def single_process(name: str):
     return mpi_cases.state(model), history.history
 
 
-@pytest.mark.parametrize("name", ["float64-adam", "float64-rmsprop", "float64-sgd-regression"])
+@pytest.mark.parametrize("name", ["float64-adam", "float64-rmsprop", "float64-sgd-regression",
+                                  "float64-epoch-metrics"])
 def test_two_ranks_equal_one_process_float64(mpi_run, name):
     results, _, _ = mpi_run
     ranks = results[name]

@@ -198,8 +198,8 @@ class _SingleProcess:
     def any_stop(self, flag: bool, batch: bool = False) -> bool:
         return flag
 
-    def sums(self, values: list[float]) -> list[float]:
-        return values
+    def results(self, tracker: Any) -> dict[str, float]:
+        return tracker.results()
 
     def end_epoch(self, model: Any) -> None:
         pass
@@ -349,10 +349,20 @@ class DataParallel:
         return bool(self.comm.allreduce(bool(flag), op=self.MPI.LOR))
 
     # ---- every epoch ---------------------------------------------------------------------------
-    def sums(self, values: list[float]) -> list[float]:
-        out = np.array(values, np.float64)
-        self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
-        return out.tolist()
+    def results(self, tracker: Any) -> dict[str, float]:
+        """The metrics over every rank's rows: the ranks' trackers merged (sums and counts added,
+        confusion matrices added, AUC scores pooled), identical on every rank."""
+        metrics = tracker.metrics  # in the same order on every rank (custom metrics are keys too)
+        parts = self.comm.allgather(([tracker.sums[m] for m in metrics], [tracker.counts[m] for m in metrics],
+                                     tracker.confusion, tracker.scores, tracker.targets))
+        for i, m in enumerate(metrics):  # summed in rank order: the same bits on every rank
+            tracker.sums[m] = sum(p[0][i] for p in parts)
+            tracker.counts[m] = sum(p[1][i] for p in parts)
+        confusions = [p[2] for p in parts if p[2] is not None]
+        tracker.confusion = sum(confusions[1:], confusions[0]) if confusions else None
+        tracker.scores = [a for p in parts for a in p[3]]
+        tracker.targets = [a for p in parts for a in p[4]]
+        return tracker.results()
 
     def end_epoch(self, model: Any) -> None:
         """Average BatchNorm's running statistics; make sure the weights agree bit for bit."""
@@ -377,11 +387,15 @@ class DataParallel:
 
     def evaluate(self, model: Any, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
         """Loss and metrics over all of (X, y): each rank evaluates its share, the sums are reduced."""
+        from . import metrics as _metrics
+
         lo, hi = _share(0, X.shape[0], self.world, self.rank)
-        keys = ["loss"] + list(model.metrics)
-        local = model._evaluate_arrays(X[lo:hi], y[lo:hi], batch_size) if hi > lo else dict.fromkeys(keys, 0.0)
-        totals = self.sums([local[k] * (hi - lo) for k in keys])
-        return {k: v / X.shape[0] for k, v in zip(keys, totals)}
+        if hi > lo:
+            total, tracker = model._evaluate_sums(X[lo:hi], y[lo:hi], batch_size)
+        else:
+            total, tracker = 0.0, _metrics.Tracker(model.metrics, model.loss)
+        total = sum(self.comm.allgather(total))  # in rank order: the same bits on every rank
+        return {"loss": total / X.shape[0] + model.penalty(), **self.results(tracker)}
 
     def failed(self, exc: BaseException) -> None:
         """End the whole job: the other ranks would wait forever in the next all-reduce."""

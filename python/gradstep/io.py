@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import CustomMetric
+
 FORMAT_VERSION = 1
 _MAGIC_KEY = "gradstep"
 
@@ -73,7 +75,8 @@ def save(model: Any, path: Any) -> None:
         compiled = {
             "loss": {"class": type(model.loss).__name__, "config": model.loss.get_config()},
             "optimizer": {"class": type(model.optimizer).__name__, "config": model.optimizer.get_config()},
-            "metrics": list(model.metrics),
+            # a callable metric (metrics.CustomMetric) is code, not data: the file keeps the built-in ones
+            "metrics": [str(m) for m in model.metrics if not isinstance(m, CustomMetric)],
         }
         optimizer_meta, arrays = _split_optimizer_state(model.optimizer.state_dict())
         tensors.update({f"optim.{k}": v for k, v in arrays.items()})

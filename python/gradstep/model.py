@@ -486,8 +486,12 @@ class Sequential:
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks: Any = None, verbose: int = 1,
-            seed: int | None = None, distributed: Any = "auto") -> History:
+            seed: int | None = None, initial_epoch: int | None = None, distributed: Any = "auto") -> History:
         """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept).
+
+        With `initial_epoch` (Keras's meaning) training resumes at that epoch index and runs up to
+        epoch `epochs` (so `epochs - initial_epoch` epochs): epoch numbers, schedules and the
+        per-epoch shuffling continue as in one uninterrupted run.
 
         `distributed="auto"` trains data-parallel when the process is one of several started by an
         MPI launcher (`mpiexec -n K python train.py`), "mpi" insists on MPI, None never uses it;
@@ -495,6 +499,11 @@ class Sequential:
         self._require_compiled("fit")
         run = _distributed.runner(self, distributed)
         epochs = _checks.check_int(epochs, "fit: epochs", 1)
+        if initial_epoch is not None:
+            initial_epoch = _checks.check_int(initial_epoch, "fit: initial_epoch", 0)
+            if initial_epoch >= epochs:
+                raise ValueError(f"fit: initial_epoch ({initial_epoch}) must be below epochs ({epochs}), the "
+                                 "index of the epoch to stop at")
         batch_size = _checks.check_int(batch_size, "fit: batch_size", 1)
         validation_split = _checks.check_float(validation_split, "fit: validation_split", 0.0, 1.0,
                                                max_inclusive=False)
@@ -517,6 +526,8 @@ class Sequential:
         seed = run.setup(self, X, y, val, seed)
         callbacks = run.callbacks(self._check_callbacks(callbacks))
 
+        if initial_epoch is not None:
+            self.epochs_done, epochs = initial_epoch, epochs - initial_epoch
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": X.shape[0]}
         self.history = history
@@ -538,6 +549,7 @@ class Sequential:
         # On a GPU the training set is copied to the device once and each batch gathered there.
         device_data = self._on_device().upload(X, y) if self.device != "cpu" else None
         progress = _progress_factory(verbose if run.is_main else 0)
+        ended_normally = False
         sigint = _interrupt.deferred()
         interrupt = sigint.__enter__()
         try:
@@ -550,8 +562,7 @@ class Sequential:
                 run.seed_dropout(self, seed, epoch)
                 order = rng.permutation(n) if shuffle else None
                 sums = {"loss": 0.0}
-                counts = {m: 0 for m in self.metrics}
-                msums = {m: 0.0 for m in self.metrics}
+                tracker = _metrics.Tracker(self.metrics, self.loss)
                 bar = progress(n_batches, f"Epoch {epoch + 1}/{self.epochs_done - e + epochs}")
                 stopped_in_batch = False
                 for b in range(n_batches):
@@ -573,10 +584,8 @@ class Sequential:
                             xb, yb = X[mine:end], y[mine:end]
                         value = run.step(self, xb, yb, hi - lo)
                     sums["loss"] += value * (hi - lo)
-                    for m in self.metrics if len(yb) else ():
-                        s, c = _metrics.batch_sums(m, self._train_output(), yb, self.loss)
-                        msums[m] += s
-                        counts[m] += c
+                    if self.metrics and len(yb):
+                        tracker.update(self._train_output(), yb)
                     if bar is not None:
                         bar.update(1)
                         if b % 8 == 0 or b == n_batches - 1:
@@ -594,11 +603,8 @@ class Sequential:
                         stopped_in_batch = True
                         break
                 seen = n if not stopped_in_batch else min(n, (b + 1) * batch_size)
-                logs = {"loss": sums["loss"] / seen}
-                reduced = run.sums([msums[m] for m in self.metrics] + [counts[m] for m in self.metrics])
-                for i, m in enumerate(self.metrics):
-                    logs[m] = reduced[i] / max(reduced[len(self.metrics) + i], 1)
                 run.end_epoch(self)
+                logs = {"loss": sums["loss"] / seen, **run.results(tracker)}
                 if val is not None:
                     for k, v in run.evaluate(self, *val, batch_size=max(batch_size, 256)).items():
                         logs["val_" + k] = v
@@ -613,13 +619,16 @@ class Sequential:
                 if run.any_stop(self.stop_training):
                     self.stop_training = True
                     break
+            ended_normally = True
         except BaseException as exc:
             run.failed(exc)  # with MPI: report and end every rank's process
             raise
         finally:
             sigint.__exit__(None, None, None)
+            # An exception (Ctrl-C included) still ends the callbacks (files closed), flagged so
+            # that none acts as on a finished run (EarlyStopping does not roll weights back).
             for cb in callbacks:
-                cb.on_train_end({})
+                cb.on_train_end({} if ended_normally else {"interrupted": True})
         return history
 
     def _resolve_seed(self, seed: int | None) -> int:
@@ -658,22 +667,24 @@ class Sequential:
         return self._evaluate_arrays(X, y, batch_size)
 
     def _evaluate_arrays(self, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
-        n = X.shape[0]
+        total, tracker = self._evaluate_sums(X, y, batch_size)
+        return {"loss": total / X.shape[0] + self.penalty(), **tracker.results()}
+
+    def _evaluate_sums(self, X: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, Any]:
+        """(sum of the per-row losses, metrics tracker) over (X, y) in evaluation mode."""
         total = 0.0
-        msums = {m: 0.0 for m in self.metrics}
-        counts = {m: 0 for m in self.metrics}
-        for start in range(0, n, batch_size):
+        tracker = _metrics.Tracker(self.metrics, self.loss)
+        for start in range(0, X.shape[0], batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             out = self.forward(xb, training=False)
             total += self.loss.forward(out, yb) * xb.shape[0]
-            for m in self.metrics:
-                s, c = _metrics.batch_sums(m, out, yb, self.loss)
-                msums[m] += s
-                counts[m] += c
-        result = {"loss": total / n + self.penalty()}
-        for m in self.metrics:
-            result[m] = msums[m] / max(counts[m], 1)
-        return result
+            if self.metrics:
+                tracker.update(out, yb)
+        return total, tracker
+
+    def __call__(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """`model(X)` is `model.predict(X)` (as Keras's)."""
+        return self.predict(X, batch_size=batch_size)
 
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs in evaluation mode (logits for a model trained with a fused loss)."""
