@@ -58,7 +58,21 @@ def epoch_metrics():
     return model, X, y, dict(epochs=2, batch_size=25, validation_split=0.3, seed=8)
 
 
+def weighted_clipped():
+    """Sample and class weights (Σ w·loss / N over the global batch) and a clipped global norm
+    (of the all-reduced gradient): the same training as on one process."""
+    X = _data(170, 12, 4)
+    y = ((X[:, 0] > 0).astype(np.int64) + (X[:, 3] > 0.7)).astype(np.int64)
+    w = np.random.default_rng(9).uniform(0.2, 2.0, 170)
+    model = gs.Sequential([gs.Dense(12, 16), gs.Tanh(), gs.Dense(16, 3)], dtype="float64", seed=6)
+    model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=0.05, clipnorm=0.5, clipvalue=0.2),
+                  metrics=["accuracy"])
+    return model, X, y, dict(epochs=2, batch_size=27, validation_split=0.2, seed=9,
+                             sample_weight=w, class_weight={0: 0.5, 2: 3.0})
+
+
 CASES = {
+    "float64-weighted-clipped": weighted_clipped,
     "float64-epoch-metrics": epoch_metrics,
     "float64-adam": lambda: classification("float64", "adam"),
     "float64-rmsprop": lambda: classification("float64", "rmsprop"),

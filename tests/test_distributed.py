@@ -57,7 +57,7 @@ def single_process(name: str):
 
 
 @pytest.mark.parametrize("name", ["float64-adam", "float64-rmsprop", "float64-sgd-regression",
-                                  "float64-epoch-metrics"])
+                                  "float64-epoch-metrics", "float64-weighted-clipped"])
 def test_two_ranks_equal_one_process_float64(mpi_run, name):
     results, _, _ = mpi_run
     ranks = results[name]
