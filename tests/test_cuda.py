@@ -210,6 +210,42 @@ def test_flatten_of_image_input_matches_the_cpu(dtype):
     run_pair(make, lambda: gs.SGD(lr=0.1), gs.SoftmaxCrossEntropy, data, dtype)
 
 
+# Pools on image input: (kind, layer, per-sample input shape). A ReLU in front makes the pool's
+# backward run (its dx feeds the ReLU); no layer with parameters can precede a pool on the GPU until
+# Conv1D/Conv2D get kernels, so here the parameters check the forward and the losses.
+POOLS = {
+    "maxpool2d": (lambda: gs.MaxPool2D(2), (3, 6, 6)),
+    "maxpool2d_overlap_pad": (lambda: gs.MaxPool2D(3, stride=2, padding=1), (2, 7, 6)),
+    "avgpool2d": (lambda: gs.AvgPool2D(2), (3, 6, 6)),
+    "avgpool2d_overlap_pad": (lambda: gs.AvgPool2D(3, stride=2, padding=1), (2, 7, 6)),
+    "maxpool1d_pad": (lambda: gs.MaxPool1D(3, stride=2, padding=1), (3, 9)),
+    "avgpool1d": (lambda: gs.AvgPool1D(2), (3, 9)),
+    "global_avgpool_2d": (lambda: gs.GlobalAvgPool(), (3, 4, 5)),
+    "global_avgpool_1d": (lambda: gs.GlobalAvgPool(), (4, 7)),
+}
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(POOLS))
+@pytest.mark.parametrize("ties", [False, True])
+def test_pools_match_the_cpu(name, ties, dtype):
+    make_pool, shape = POOLS[name]
+    rng = np.random.default_rng(4)
+
+    def sample():
+        x = rng.standard_normal((16, *shape))
+        return (np.round(x) if ties else x).astype(dtype)  # rounded: equal values in a window
+    data = [(sample(), rng.integers(0, K, 16)) for _ in range(3)]
+
+    def make():
+        model = gs.Sequential([gs.ReLU(), make_pool(), gs.Flatten()], dtype=dtype, seed=0,
+                              input_shape=shape)
+        model.add(gs.Dense(int(np.prod(model.out_shape)), K))
+        return model
+    run_pair(make, lambda: gs.SGD(lr=0.1), gs.SoftmaxCrossEntropy, data, dtype)
+
+
 @needs_gpu
 def test_layers_without_a_cuda_kernel_are_named():
     model = gs.Sequential([gs.Conv2D(3, 4, 3), gs.Flatten(), gs.Dense(4 * 4 * 4, K)], seed=0,

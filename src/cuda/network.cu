@@ -4,6 +4,7 @@
 #include "cuda/network.cuh"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
@@ -139,13 +140,43 @@ const std::map<std::string, size_t>& op_slots() {
   static const std::map<std::string, size_t> slots = {
       {"Dense", 2}, {"Sigmoid", 0}, {"Tanh", 0}, {"ReLU", 0}, {"LeakyReLU", 0}, {"ELU", 0},
       {"Identity", 0}, {"Dropout", 0}, {"BatchNorm", 2}, {"Maxout", 2}, {"PReLU", 1},
-      {"Softmax", 0}, {"Flatten", 0}};
+      {"Softmax", 0}, {"Flatten", 0}, {"MaxPool1D", 0}, {"MaxPool2D", 0}, {"AvgPool1D", 0},
+      {"AvgPool2D", 0}, {"GlobalAvgPool", 0}};
   return slots;
 }
 
 namespace {
 
 int64_t pieces(const LayerSpec& L) { return static_cast<int64_t>(attr(L, "pieces", 1)); }
+
+bool is_pool(const std::string& k) {
+  return k == "MaxPool1D" || k == "MaxPool2D" || k == "AvgPool1D" || k == "AvgPool2D";
+}
+bool is_maxpool(const std::string& k) { return k == "MaxPool1D" || k == "MaxPool2D"; }
+
+// A pool's geometry from its attrs (pool_C, pool_H, ... as python/gradstep/cuda.py writes them).
+PoolShape pool_shape(const LayerSpec& L) {
+  auto get = [&](const char* key) { return static_cast<int64_t>(attr(L, key, -1)); };
+  return {get("pool_C"),  get("pool_H"),  get("pool_W"),  get("pool_KH"), get("pool_KW"), get("pool_SH"),
+          get("pool_SW"), get("pool_PT"), get("pool_PL"), get("pool_PB"), get("pool_PR")};
+}
+
+// Throws unless the geometry is whole and maps L.in values to L.out per sample.
+void check_pool(const LayerSpec& L) {
+  const std::string bad = "gradstep CUDA: op '" + L.kind + "' ";
+  if (L.kind == "GlobalAvgPool") {
+    const int64_t C = static_cast<int64_t>(attr(L, "pool_C", -1));
+    if (C < 1 || L.out != C || L.in % C != 0) throw std::invalid_argument(bad + "has a bad channel count");
+    return;
+  }
+  const PoolShape g = pool_shape(L);
+  if (g.C < 1 || g.H < 1 || g.W < 1 || g.KH < 1 || g.KW < 1 || g.SH < 1 || g.SW < 1 || g.PT < 0 ||
+      g.PL < 0 || g.PB < 0 || g.PR < 0 || g.H + g.PT + g.PB < g.KH || g.W + g.PL + g.PR < g.KW)
+    throw std::invalid_argument(bad + "has a bad pooling geometry");
+  if (g.C * g.H * g.W != L.in || g.C * g.OH() * g.OW() != L.out)
+    throw std::invalid_argument(bad + "geometry does not match its feature counts");
+  if (g.H * g.W > INT32_MAX) throw std::invalid_argument(bad + "has planes too large for int32 argmax");
+}
 
 }  // namespace
 
@@ -174,7 +205,8 @@ Network<T>::Network(std::vector<LayerSpec> layers, int64_t P, int device)
     else if (k == "PReLU") sizes = {static_cast<int64_t>(attr(L, "num_parameters", 1))};
     if (k == "PReLU" && sizes[0] != 1 && sizes[0] != L.out)
       throw std::invalid_argument("gradstep CUDA: PReLU needs 1 or " + std::to_string(L.out) + " slopes");
-    if (k != "Dense" && k != "Maxout" && L.in != L.out)
+    if (is_pool(k) || k == "GlobalAvgPool") check_pool(L);
+    else if (k != "Dense" && k != "Maxout" && L.in != L.out)
       throw std::invalid_argument("gradstep CUDA: op '" + k + "' keeps its feature count");
     if (k == "BatchNorm" && L.slots[1] < 0) throw std::out_of_range("gradstep CUDA: BatchNorm needs beta");
     for (size_t j = 0; j < L.slots.size(); ++j)
@@ -275,7 +307,7 @@ void Network<T>::reserve(int64_t N) {
     ws->stats.emplace_back(L.kind == "BatchNorm" ? 2 * L.out * t : 0);
     ws->dstats.emplace_back(L.kind == "BatchNorm" ? 2 * L.out * sizeof(double) : 0);
     const bool maxout = L.kind == "Maxout";
-    ws->iextra.emplace_back(maxout ? n * sizeof(int32_t) : 0);
+    ws->iextra.emplace_back(maxout || is_maxpool(L.kind) ? n * sizeof(int32_t) : 0);
     ws->dz.emplace_back(maxout ? pieces(L) * n * t : 0);  // z in forward, dz in backward
     scratch = std::max(scratch, batchnorm_scratch(N, L.out));
   }
@@ -381,6 +413,12 @@ void Network<T>::enqueue_step(int64_t N, Loss loss, Opt opt) {
       prelu_forward<T>(s, y, x, params + L.slots[0], N, O, static_cast<int64_t>(attr(L, "num_parameters", 1)));
     } else if (L.kind == "Softmax") {
       softmax_forward<T>(s, y, x, N, O);
+    } else if (is_maxpool(L.kind)) {
+      maxpool_forward<T>(s, y, w.iextra[i].template as<int32_t>(), x, N, pool_shape(L));
+    } else if (is_pool(L.kind)) {
+      avgpool_forward<T>(s, y, x, N, pool_shape(L));
+    } else if (L.kind == "GlobalAvgPool") {
+      global_avgpool_forward<T>(s, y, x, N, O, I / O);
     }
     x = y;
   }
@@ -437,6 +475,12 @@ void Network<T>::enqueue_step(int64_t N, Loss loss, Opt opt) {
                         params + L.slots[0], N, O, C);
     } else if (L.kind == "Softmax") {
       if (need_dx) softmax_backward<T>(s, dnext, dy, y, N, O);
+    } else if (is_maxpool(L.kind)) {
+      if (need_dx) maxpool_backward<T>(s, dnext, dy, w.iextra[i].template as<int32_t>(), N, pool_shape(L));
+    } else if (is_pool(L.kind)) {
+      if (need_dx) avgpool_backward<T>(s, dnext, dy, N, pool_shape(L));
+    } else if (L.kind == "GlobalAvgPool") {
+      if (need_dx) global_avgpool_backward<T>(s, dnext, dy, N, O, I / O);
     }
     std::swap(dy, dnext);
   }
