@@ -111,12 +111,18 @@ class Engine:
         if self.optimizer._pending:  # a loaded optimizer state waits to be attached
             self._attach_state()
 
-    def forward_backward(self, xb: Any, yb: Any) -> float:
+    def _weights(self, sample_weight: Any, n: int, fn: str) -> np.ndarray | None:
+        if sample_weight is None:
+            return None
+        return _losses.check_sample_weight(sample_weight, n, f"{fn}: sample_weight")
+
+    def forward_backward(self, xb: Any, yb: Any, sample_weight: Any = None) -> float:
         """Forward, loss and backward: the loss (with the L2 terms); gradients in arena.grads."""
         self._prepare()
         x, labels, target, kind = self._batch(xb, yb)
+        w = self._weights(sample_weight, x.shape[0], "forward_backward")
         seeds = [layer._next_seed() for layer in self.seeded]
-        value = self._net(kind).forward_backward(x, labels, target, seeds)
+        value = self._net(kind).forward_backward(x, labels, target, seeds, w)
         self.last_code = kind
         return value
 
@@ -125,7 +131,7 @@ class Engine:
         self._prepare()
         step = self.block.steps.get(self.keys[0], 0) + 1
         net = self.nets.get(self.last_code) or self._net(self.kinds[0] or self.kinds[1])
-        net.update(self.optimizer.kernel_hyper(), step)
+        net.update(self.optimizer.kernel_hyper(), step, self.optimizer.clip_args())
         self._stepped(step)
 
     def _stepped(self, step: int) -> None:
@@ -134,12 +140,14 @@ class Engine:
             steps[k] = step
         self.optimizer._iterations += 1
 
-    def step(self, xb: Any, yb: Any) -> float:
+    def step(self, xb: Any, yb: Any, sample_weight: Any = None) -> float:
         self._prepare()
         x, labels, target, kind = self._batch(xb, yb)
+        w = self._weights(sample_weight, x.shape[0], "train_step")
         seeds = [layer._next_seed() for layer in self.seeded]
         step = self.block.steps.get(self.keys[0], 0) + 1
-        value = self._net(kind).train_step(x, labels, target, seeds, self.optimizer.kernel_hyper(), step)
+        value = self._net(kind).train_step(x, labels, target, seeds, self.optimizer.kernel_hyper(), step,
+                                           self.optimizer.clip_args(), w)
         self._stepped(step)
         self.last_code = kind
         return value

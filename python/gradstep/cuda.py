@@ -234,6 +234,9 @@ class Engine:
         if kinds == (None, None) or type(opt) not in _engine._builtin_optimizers() or not opt._flat_ok():
             raise ValueError(f"to('cuda'): the CUDA backend runs the built-in losses and optimizers "
                              f"only, got {type(loss).__name__} and {type(opt).__name__}")
+        if opt.clip_args() != (0.0, 0.0):
+            raise ValueError("to('cuda'): gradient clipping (clipnorm, clipvalue) runs on the CPU "
+                             "only; train this model on the CPU or without clipping")
         self.kinds = kinds
         specs = _layer_specs(model)
         self.in_shape = tuple(model.input_shape)

@@ -6,6 +6,14 @@
 
 A loss computes in the float dtype of its prediction (float32 or float64; anything else becomes
 float32); the target is converted to that dtype, and integer class labels stay integers (int64).
+Sample weights: `forward(pred, target, sample_weight=w)` with w (N,) finite and >= 0 (one per
+sample, pred's first axis) gives Keras's weighted mean, Σ_i w_i·loss_i / N (its
+"sum_over_batch_size": divided by the batch size, not by Σ w, so a batch's weight changes its
+share of the epoch loss and a weight of 2 counts as the sample seen twice), where loss_i is the
+sample's own loss (the mean over its outputs for MSE and BCE). `backward()` scales each sample's
+gradient by its weight. The weights enter the C++ kernels (core/loss.hpp); without them the
+results are the unweighted ones, bit for bit.
+
 `get(name_or_loss)` turns a registry name ("mse", "binary_crossentropy", "softmax_crossentropy",
 "nll") into a loss. `predicted_classes` / `target_classes` / `accuracy` give the classes a
 prediction and a target stand for, for the "accuracy" metric.
@@ -30,17 +38,27 @@ class Loss:
     """
 
     name: str = ""
+    takes_sample_weight = False  # the built-in losses take per-sample weights in C++
 
     def __init__(self) -> None:
         self._saved: tuple | None = None
 
     # ---- the protocol -----------------------------------------------------------------------
-    def forward(self, pred: Any, target: Any) -> float:
-        """The mean loss of `pred` against `target` (a Python float); keeps what backward needs."""
+    def forward(self, pred: Any, target: Any, sample_weight: Any = None) -> float:
+        """The mean loss of `pred` against `target` (a Python float); keeps what backward needs.
+        `sample_weight` (N,): per-sample weights, Σ w_i·loss_i / N (module docstring)."""
         self._saved = None  # a forward that raises leaves nothing stale for backward
         p = self.check_pred(pred)
         t = self.check_target(target, p.shape, p.dtype)
-        value, saved = self._forward(p, t)
+        if sample_weight is None:
+            value, saved = self._forward(p, t)
+        else:
+            if not self.takes_sample_weight:
+                raise TypeError(f"{self._where()}: {type(self).__name__} does not take "
+                                f"sample_weight (the built-in losses do)")
+            w = check_sample_weight(sample_weight, p.shape[0] if p.ndim else 1,
+                                    f"{self._where()}: sample_weight")
+            value, saved = self._forward(p, t, w)
         self._saved = saved
         return float(value)
 
@@ -50,8 +68,8 @@ class Loss:
             raise ValueError(f"{type(self).__name__}.backward: call forward before backward")
         return self._backward(*self._saved)
 
-    def __call__(self, pred: Any, target: Any) -> float:
-        return self.forward(pred, target)
+    def __call__(self, pred: Any, target: Any, sample_weight: Any = None) -> float:
+        return self.forward(pred, target, sample_weight)
 
     def _forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, tuple]:
         raise NotImplementedError
@@ -132,6 +150,20 @@ class Loss:
         return f"{type(self).__name__}({args})"
 
 
+def check_sample_weight(w: Any, n: int, name: str = "sample_weight") -> np.ndarray:
+    """Per-sample weights as a float64 C-contiguous (n,) array: finite, >= 0; else ValueError
+    (TypeError for non-numbers) naming `name`."""
+    a = _checks.numeric_array(w, name)
+    if a.ndim != 1 or a.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) (one weight per sample), got {a.shape}")
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    bad = ~np.isfinite(a) | (a < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name} must hold finite weights >= 0, got {a[i]} at index {i}")
+    return a
+
+
 def _in_unit_interval(a: np.ndarray, allow_nan: bool) -> bool:
     """All of `a` in [0, 1]; NaN passes only when allow_nan (a prediction may become NaN in
     training, which is the training loop's to report; a NaN target is a data error)."""
@@ -158,11 +190,13 @@ class MSE(Loss):
     def fused_kinds(self) -> tuple[str | None, str | None]:
         return None, "mse"
 
-    def _forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, tuple]:
-        return _core.mse_forward(pred, target), (pred, target)
+    takes_sample_weight = True
 
-    def _backward(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-        return _core.mse_backward(pred, target)
+    def _forward(self, pred: np.ndarray, target: np.ndarray, w: Any = None) -> tuple[float, tuple]:
+        return _core.mse_forward(pred, target, w), (pred, target, w)
+
+    def _backward(self, pred: np.ndarray, target: np.ndarray, w: Any = None) -> np.ndarray:
+        return _core.mse_backward(pred, target, w)
 
 
 class BinaryCrossEntropy(Loss):
@@ -224,13 +258,15 @@ class BinaryCrossEntropy(Loss):
         c = (t >= 0.5).astype(np.int64)
         return c[:, 0] if c.ndim == 2 and c.shape[1] == 1 else c
 
-    def _forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, tuple]:
-        fwd = _core.bce_logits_forward if self.from_logits else _core.bce_forward
-        return fwd(pred, target), (pred, target)
+    takes_sample_weight = True
 
-    def _backward(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def _forward(self, pred: np.ndarray, target: np.ndarray, w: Any = None) -> tuple[float, tuple]:
+        fwd = _core.bce_logits_forward if self.from_logits else _core.bce_forward
+        return fwd(pred, target, w), (pred, target, w)
+
+    def _backward(self, pred: np.ndarray, target: np.ndarray, w: Any = None) -> np.ndarray:
         bwd = _core.bce_logits_backward if self.from_logits else _core.bce_backward
-        return bwd(pred, target)
+        return bwd(pred, target, w)
 
     def get_config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits}
@@ -300,17 +336,19 @@ class SoftmaxCrossEntropy(_ClassLoss):
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
-    def _forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, tuple]:
-        if target.ndim == 1:
-            value, probs = _core.softmax_xent_forward(pred, target)
-        else:
-            value, probs = _core.softmax_xent_soft_forward(pred, target)
-        return value, (probs, target)
+    takes_sample_weight = True
 
-    def _backward(self, probs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def _forward(self, pred: np.ndarray, target: np.ndarray, w: Any = None) -> tuple[float, tuple]:
         if target.ndim == 1:
-            return _core.softmax_xent_backward(probs, target)
-        return _core.softmax_xent_soft_backward(probs, target)
+            value, probs = _core.softmax_xent_forward(pred, target, w)
+        else:
+            value, probs = _core.softmax_xent_soft_forward(pred, target, w)
+        return value, (probs, target, w)
+
+    def _backward(self, probs: np.ndarray, target: np.ndarray, w: Any = None) -> np.ndarray:
+        if target.ndim == 1:
+            return _core.softmax_xent_backward(probs, target, sample_weight=w)
+        return _core.softmax_xent_soft_backward(probs, target, sample_weight=w)
 
 
 class NLL(_ClassLoss):
@@ -342,11 +380,13 @@ class NLL(_ClassLoss):
         """The outputs themselves (a Softmax layer's probabilities)."""
         return np.asarray(pred, dtype=np.float64)
 
-    def _forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, tuple]:
-        return _core.nll_forward(pred, target), (pred, target)
+    takes_sample_weight = True
 
-    def _backward(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-        return _core.nll_backward(pred, target)
+    def _forward(self, pred: np.ndarray, target: np.ndarray, w: Any = None) -> tuple[float, tuple]:
+        return _core.nll_forward(pred, target, w), (pred, target, w)
+
+    def _backward(self, pred: np.ndarray, target: np.ndarray, w: Any = None) -> np.ndarray:
+        return _core.nll_backward(pred, target, w)
 
 
 LOSSES: dict[str, type[Loss]] = {

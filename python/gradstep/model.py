@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import _checks, _engine, _interrupt, _random
+from . import distributed as _distributed
 from . import preprocessing as _prep
 from . import losses as _losses
 from . import metrics as _metrics
@@ -350,14 +351,18 @@ class Sequential:
             engine = self._engine = _engine.build(self) or False
         return engine if self.use_engine else False
 
-    def train_step(self, xb: Any, yb: Any) -> float:
+    def train_step(self, xb: Any, yb: Any, sample_weight: Any = None) -> float:
         """One mini-batch: forward, loss, backward, optimizer update. Returns the loss (with the L2 terms).
+        `sample_weight` (N,): per-sample loss weights, Σ w_i·loss_i / N (see gs.losses).
 
         Runs as one C++ call when every layer, the loss and the optimizer are built-in ones (their
         C++ ops, loss and update); otherwise layer by layer (same results)."""
         self._require_compiled("train_step")
         self._settle(xb)
         if self.device != "cpu":
+            if sample_weight is not None:
+                raise ValueError("train_step: sample_weight runs on the CPU only (the model is on "
+                                 f"{self.device})")
             self._last_output = None
             value = self._on_device().step(xb, yb)
             self._host_stale = True
@@ -365,12 +370,12 @@ class Sequential:
         engine = self._get_engine()
         if engine:
             self._last_output = None
-            return engine.step(xb, yb)
-        value = self._forward_backward_layers(xb, yb)
+            return engine.step(xb, yb, sample_weight)
+        value = self._forward_backward_layers(xb, yb, sample_weight)
         self.optimizer.step(self.parameters())
         return value
 
-    def forward_backward(self, xb: Any, yb: Any) -> float:
+    def forward_backward(self, xb: Any, yb: Any, sample_weight: Any = None) -> float:
         """The first half of `train_step`: forward, loss and backward; returns the loss (with the L2
         terms) and leaves the gradients in the flat buffer `arena.grads` (every `layer.grads` is a
         view of it). `update()` is the second half; data parallelism all-reduces the gradient
@@ -381,8 +386,8 @@ class Sequential:
         engine = self._get_engine()
         if engine:
             self._last_output = None
-            return engine.forward_backward(xb, yb)
-        return self._forward_backward_layers(xb, yb)
+            return engine.forward_backward(xb, yb, sample_weight)
+        return self._forward_backward_layers(xb, yb, sample_weight)
 
     def update(self) -> None:
         """The second half of `train_step`: the optimizer's update from the gradients in
@@ -397,14 +402,18 @@ class Sequential:
         else:
             self.optimizer.step(self.parameters())
 
-    def _forward_backward_layers(self, xb: Any, yb: Any) -> float:
+    def _forward_backward_layers(self, xb: Any, yb: Any, sample_weight: Any = None) -> float:
         # In the model's dtype, as the fused step takes it (a parameter-free first layer would
         # otherwise compute in the batch's own float dtype).
         xb = _checks.float_array(xb, "train_step: xb", self.dtype)
         out = self.forward(xb, training=True)
         if not self._labels_loss() and self.out_features == 1 and np.ndim(yb) == 1:
             yb = np.reshape(yb, (-1, 1))  # targets (N,) for a single-output model, as fit accepts
-        value = self.loss.forward(out, yb) + self.penalty()
+        if sample_weight is not None:
+            sample_weight = _losses.check_sample_weight(sample_weight, out.shape[0],
+                                                        "train_step: sample_weight")
+        value = (self.loss.forward(out, yb) if sample_weight is None
+                 else self.loss.forward(out, yb, sample_weight)) + self.penalty()
         self.backward(self.loss.backward())
         self._last_output = out
         return value
@@ -482,16 +491,76 @@ class Sequential:
             if values.dtype.kind not in "biuf":
                 self.classes_ = _prep.check_classes(np.unique(values.astype(str)), "fit: y")
 
+    def _sample_weights(self, y: np.ndarray, sample_weight: Any, class_weight: Any,
+                        what: str) -> np.ndarray | None:
+        """Per-sample loss weights (float64, (N,)) from `sample_weight` and `class_weight` (their
+        product when both are given, as Keras does), for checked targets `y`; None when neither."""
+        n = y.shape[0]
+        w = None
+        if sample_weight is not None:
+            w = _losses.check_sample_weight(sample_weight, n, f"{what}: sample_weight")
+        if class_weight is None:
+            return w
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"{what}: class_weight must be a dict {{class: weight}}, "
+                            f"got {type(class_weight).__name__}")
+        cls = self._sample_classes(y, what)
+        n_classes = self.out_features if self._labels_loss() or isinstance(
+            self.loss, _losses.SoftmaxCrossEntropy) else 2
+        table = np.ones(max(int(n_classes), 1), dtype=np.float64)  # a class not named weighs 1
+        if class_weight:
+            keys = list(class_weight)
+            if self.classes_ is not None:
+                idx = _prep.encode_labels(np.array(keys), _prep.check_classes(self.classes_, "classes_"),
+                                          f"{what}: class_weight keys")
+            else:
+                idx = []
+                for k in keys:
+                    if (isinstance(k, bool) or not isinstance(k, (int, np.integer))
+                            or not 0 <= int(k) < n_classes):
+                        raise ValueError(f"{what}: class_weight has the key {k!r}, which is not a "
+                                         f"class of this model (integers in [0, {n_classes}))")
+                    idx.append(int(k))
+            vals = _losses.check_sample_weight([class_weight[k] for k in keys], len(keys),
+                                               f"{what}: class_weight values")
+            table[np.asarray(idx, dtype=np.int64)] = vals
+        cw = table[cls]
+        return cw if w is None else w * cw
+
+    def _sample_classes(self, y: np.ndarray, what: str) -> np.ndarray:
+        """The class index of each (checked) target, for class_weight."""
+        if y.ndim == 1:
+            return y.astype(np.int64)
+        if isinstance(self.loss, _losses.SoftmaxCrossEntropy):
+            return np.argmax(y, axis=1).astype(np.int64)
+        if isinstance(self.loss, _losses.BinaryCrossEntropy) and y.shape[1] == 1:
+            return (y[:, 0] >= 0.5).astype(np.int64)
+        raise ValueError(f"{what}: class_weight needs class targets (a classification loss with one "
+                         f"class per sample), got {type(self.loss).__name__} with targets of shape "
+                         f"{y.shape}; pass sample_weight instead")
+
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks: Any = None, verbose: int = 1,
-            seed: int | None = None, initial_epoch: int | None = None) -> History:
+            seed: int | None = None, initial_epoch: int | None = None, distributed: Any = "auto",
+            sample_weight: Any = None, class_weight: Any = None) -> History:
         """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept).
 
         With `initial_epoch` (Keras's meaning) training resumes at that epoch index and runs up to
         epoch `epochs` (so `epochs - initial_epoch` epochs): epoch numbers, schedules and the
-        per-epoch shuffling continue as in one uninterrupted run."""
+        per-epoch shuffling continue as in one uninterrupted run.
+
+        `distributed="auto"` trains data-parallel when the process is one of several started by an
+        MPI launcher (`mpiexec -n K python train.py`), "mpi" insists on MPI, None never uses it;
+        see gradstep.distributed.
+
+        `sample_weight` (N,) and `class_weight` ({class: weight}, classes as `y` names them; a
+        class left out weighs 1) weight each sample's loss: the loss is Σ w_i·loss_i / N (Keras's
+        convention; see gs.losses), with w the product of the two when both are given. Metrics
+        stay unweighted. `validation_data` may be (X, y) or (X, y, sample_weight);
+        `validation_split` splits the weights with the data."""
         self._require_compiled("fit")
+        run = _distributed.runner(self, distributed)
         epochs = _checks.check_int(epochs, "fit: epochs", 1)
         if initial_epoch is not None:
             initial_epoch = _checks.check_int(initial_epoch, "fit: initial_epoch", 0)
@@ -505,19 +574,32 @@ class Sequential:
         seed = self._resolve_seed(seed)
         self._infer_classes(y)
         X, y = self._check_data(X, y, "fit")
+        weights = self._sample_weights(y, sample_weight, class_weight, "fit")
+        if weights is not None and self.device != "cpu":
+            raise ValueError(f"fit: sample_weight and class_weight run on the CPU only (the model is "
+                             f"on {self.device})")
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("fit: validation_data must be a pair (X_val, y_val)")
-            val = self._check_data(*validation_data, "fit", "validation_data X", "validation_data y")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise TypeError("fit: validation_data must be a pair (X_val, y_val) or a triple "
+                                "(X_val, y_val, sample_weight_val)")
+            vx, vy = self._check_data(*validation_data[:2], "fit", "validation_data X", "validation_data y")
+            vw = None
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                vw = _losses.check_sample_weight(validation_data[2], vx.shape[0],
+                                                 "fit: validation_data sample_weight")
+            val = (vx, vy, vw)
         elif validation_split > 0.0:
             n_val = int(math.floor(X.shape[0] * validation_split))
             if n_val < 1 or n_val >= X.shape[0]:
                 raise ValueError(f"fit: validation_split={validation_split} leaves {n_val} of {X.shape[0]} "
                                  "samples for validation; need at least one on each side")
-            val = (X[-n_val:], y[-n_val:])
+            val = (X[-n_val:], y[-n_val:], None if weights is None else weights[-n_val:])
             X, y = X[:-n_val], y[:-n_val]
-        callbacks = self._check_callbacks(callbacks)
+            if weights is not None:
+                weights = weights[:-n_val]
+        seed = run.setup(self, X, y, val, seed)
+        callbacks = run.callbacks(self._check_callbacks(callbacks))
 
         if initial_epoch is not None:
             self.epochs_done, epochs = initial_epoch, epochs - initial_epoch
@@ -535,12 +617,14 @@ class Sequential:
         if n % batch_size == 1 and any(type(l).__name__ == "BatchNorm" for l in self.layers):
             raise ValueError(f"fit: the last batch would hold 1 sample ({n} samples, batch_size={batch_size}), "
                              "and BatchNorm needs more than 1 per batch in training; change batch_size")
+        run.check_batches(n, batch_size, any(type(l).__name__ == "BatchNorm" for l in self.layers))
         # Mini-batches are gathered into buffers made once per fit: a step allocates nothing.
         xbuf = np.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
         ybuf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
+        wbuf = np.empty(min(batch_size, n), np.float64) if weights is not None else None
         # On a GPU the training set is copied to the device once and each batch gathered there.
         device_data = self._on_device().upload(X, y) if self.device != "cpu" else None
-        progress = _progress_factory(verbose)
+        progress = _progress_factory(verbose if run.is_main else 0)
         ended_normally = False
         sigint = _interrupt.deferred()
         interrupt = sigint.__enter__()
@@ -551,6 +635,7 @@ class Sequential:
                     cb.on_epoch_begin(epoch, {})
                 rng = np.random.default_rng([seed, epoch])
                 self._seed_dropout(rng)
+                run.seed_dropout(self, seed, epoch)
                 order = rng.permutation(n) if shuffle else None
                 sums = {"loss": 0.0}
                 tracker = _metrics.Tracker(self.metrics, self.loss)
@@ -558,23 +643,29 @@ class Sequential:
                 stopped_in_batch = False
                 for b in range(n_batches):
                     lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                    mine, end = run.share(lo, hi)  # this process's rows of the batch (all of them on one)
                     if device_data is not None:
                         idx = order[lo:hi] if shuffle else np.arange(lo, hi)
                         yb = y[idx]
                         self._last_output = None
                         value = self._device_engine.step_indices(device_data, idx)
                         self._host_stale = True
-                    elif shuffle:
-                        idx = order[lo:hi]
-                        xb, yb = xbuf[:hi - lo], ybuf[:hi - lo]
-                        np.take(X, idx, axis=0, out=xb)
-                        np.take(y, idx, axis=0, out=yb)
-                        value = self.train_step(xb, yb)
                     else:
-                        xb, yb = X[lo:hi], y[lo:hi]
-                        value = self.train_step(xb, yb)
+                        wb = None
+                        if shuffle:
+                            idx = order[mine:end]
+                            xb, yb = xbuf[:end - mine], ybuf[:end - mine]
+                            np.take(X, idx, axis=0, out=xb)
+                            np.take(y, idx, axis=0, out=yb)
+                            if weights is not None:
+                                wb = wbuf[:end - mine]
+                                np.take(weights, idx, out=wb)
+                        else:
+                            xb, yb = X[mine:end], y[mine:end]
+                            wb = None if weights is None else weights[mine:end]
+                        value = run.step(self, xb, yb, hi - lo, wb)
                     sums["loss"] += value * (hi - lo)
-                    if self.metrics:
+                    if self.metrics and len(yb):
                         tracker.update(self._train_output(), yb)
                     if bar is not None:
                         bar.update(1)
@@ -588,13 +679,15 @@ class Sequential:
                         self.interrupted_at = (epoch, b + 1, n_batches)
                         raise KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1} after batch "
                                                 f"{b + 1} of {n_batches}")
-                    if self.stop_training:
+                    if run.any_stop(self.stop_training, batch=True):
+                        self.stop_training = True
                         stopped_in_batch = True
                         break
                 seen = n if not stopped_in_batch else min(n, (b + 1) * batch_size)
-                logs = {"loss": sums["loss"] / seen, **tracker.results()}
+                run.end_epoch(self)
+                logs = {"loss": sums["loss"] / seen, **run.results(tracker)}
                 if val is not None:
-                    for k, v in self._evaluate_arrays(*val, batch_size=max(batch_size, 256)).items():
+                    for k, v in run.evaluate(self, val[0], val[1], max(batch_size, 256), val[2]).items():
                         logs["val_" + k] = v
                 logs["lr"] = float(self.optimizer.lr)
                 if bar is not None:
@@ -604,9 +697,13 @@ class Sequential:
                 history.append(epoch, logs)
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)
-                if self.stop_training:
+                if run.any_stop(self.stop_training):
+                    self.stop_training = True
                     break
             ended_normally = True
+        except BaseException as exc:
+            run.failed(exc)  # with MPI: report and end every rank's process
+            raise
         finally:
             sigint.__exit__(None, None, None)
             # An exception (Ctrl-C included) still ends the callbacks (files closed), flagged so
@@ -643,24 +740,36 @@ class Sequential:
         return [_CallbackAdapter(cb) for cb in callbacks]
 
     # ---- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, X: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
-        """Loss (with the L2 terms) and metrics over (X, y), in evaluation mode."""
+    def evaluate(self, X: Any, y: Any, batch_size: int = 256, sample_weight: Any = None) -> dict[str, float]:
+        """Loss (with the L2 terms) and metrics over (X, y), in evaluation mode. `sample_weight`
+        (N,) weights the loss as in `fit` (Σ w_i·loss_i / N); the metrics stay unweighted."""
         self._require_compiled("evaluate")
         batch_size = _checks.check_int(batch_size, "evaluate: batch_size", 1)
         X, y = self._check_data(X, y, "evaluate")
-        return self._evaluate_arrays(X, y, batch_size)
+        w = self._sample_weights(y, sample_weight, None, "evaluate")
+        return self._evaluate_arrays(X, y, batch_size, w)
 
-    def _evaluate_arrays(self, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
-        n = X.shape[0]
+    def _evaluate_arrays(self, X: np.ndarray, y: np.ndarray, batch_size: int,
+                         weights: np.ndarray | None = None) -> dict[str, float]:
+        total, tracker = self._evaluate_sums(X, y, batch_size, weights)
+        return {"loss": total / X.shape[0] + self.penalty(), **tracker.results()}
+
+    def _evaluate_sums(self, X: np.ndarray, y: np.ndarray, batch_size: int,
+                       weights: np.ndarray | None = None) -> tuple[float, Any]:
+        """(sum of the per-row losses, each times its weight when `weights` (N,) is given, and the
+        metrics tracker) over (X, y) in evaluation mode."""
         total = 0.0
         tracker = _metrics.Tracker(self.metrics, self.loss)
-        for start in range(0, n, batch_size):
+        for start in range(0, X.shape[0], batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             out = self.forward(xb, training=False)
-            total += self.loss.forward(out, yb) * xb.shape[0]
+            if weights is None:
+                total += self.loss.forward(out, yb) * xb.shape[0]
+            else:
+                total += self.loss.forward(out, yb, weights[start:start + batch_size]) * xb.shape[0]
             if self.metrics:
                 tracker.update(out, yb)
-        return {"loss": total / n + self.penalty(), **tracker.results()}
+        return total, tracker
 
     def __call__(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """`model(X)` is `model.predict(X)` (as Keras's)."""

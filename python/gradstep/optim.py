@@ -15,6 +15,20 @@ parameters of an arena (a model's usual call) the update is one C++ call over th
 buffer, padding included (zero gradient, zero weight: every rule keeps it zero). Otherwise each
 parameter is updated on its own, with the same arithmetic and therefore the same bits.
 
+Gradient clipping: every optimizer takes `clipnorm=None` and `clipvalue=None` (each > 0 or None),
+applied to the gradients in place before the update, as torch's clip functions are:
+
+- `clipvalue=v`: every gradient element clamped to [-v, v] (torch.nn.utils.clip_grad_value_).
+- `clipnorm=c`: the *global* L2 norm over all the gradients of the step (one vector of every
+  parameter's gradient), scaled by min(1, c / (norm + 1e-6)) (torch.nn.utils.clip_grad_norm_,
+  and Keras's `global_clipnorm`; Keras's own `clipnorm` clips each variable on its own instead: one
+  global norm keeps the direction of the whole update, and is what PyTorch and Lightning do).
+- both: the values first, then the norm of the clamped gradients.
+
+The clipping runs in C++ (core/clip.hpp): the norm is summed in double in a fixed order, so the
+result is the same for any thread count, and a fused training step and `opt.step(params)` give
+the same bits.
+
 `state_dict()` is plain data that a model file can store:
 
     {"type": "Adam",                                  # the optimizer's class name
@@ -100,8 +114,11 @@ class Optimizer:
 
     kernel = ""  # the C++ step family: "sgd", "rmsprop" or "adam"
 
-    def __init__(self, lr: float) -> None:
-        self._hyper: dict[str, Any] = {"lr": self._check_rate("lr", lr)}
+    def __init__(self, lr: float, clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
+        self._hyper: dict[str, Any] = {"lr": self._check_rate("lr", lr),
+                                       "clipnorm": self._check_clip("clipnorm", clipnorm),
+                                       "clipvalue": self._check_clip("clipvalue", clipvalue)}
         # id(arena) -> (weak reference, state): the state dies with its arena.
         self._arenas: dict[int, tuple[weakref.ref, _Block]] = {}
         self._loose: dict[tuple, _Block] = {}
@@ -111,6 +128,36 @@ class Optimizer:
     # ---- hyperparameters ------------------------------------------------------------------------
     def _check_rate(self, name: str, value: Any) -> float:
         return _checks.check_float(value, f"{type(self).__name__}: {name}", 0.0)
+
+    def _check_clip(self, name: str, value: Any) -> float | None:
+        if value is None:
+            return None
+        v = _checks.check_float(value, f"{type(self).__name__}: {name}")
+        if not (v > 0.0 and np.isfinite(v)):
+            raise ValueError(f"{type(self).__name__}: {name} must be a finite number > 0 or None, "
+                             f"got {value!r}")
+        return v
+
+    clipnorm = property(lambda self: self._hyper["clipnorm"])
+    clipvalue = property(lambda self: self._hyper["clipvalue"])
+
+    def clip_args(self) -> tuple[float, float]:
+        """(clipnorm, clipvalue) for the C++ step, 0 for off."""
+        return (self._hyper["clipnorm"] or 0.0, self._hyper["clipvalue"] or 0.0)
+
+    def _clip(self, grads: list[np.ndarray]) -> None:
+        """Clip `grads` (every gradient of this step, in order) in place: values, then the global
+        norm, with the C++ kernels the fused step uses."""
+        norm, value = self.clip_args()
+        if value:
+            for g in grads:
+                _core.clip_grad_value(g, value)
+        if norm:
+            sq = 0.0
+            for g in grads:
+                sq += _core.grad_sq_sum(g)
+            for g in grads:
+                _core.clip_scale(g, sq, norm)
 
     @property
     def lr(self) -> float:
@@ -127,8 +174,12 @@ class Optimizer:
         return self._iterations
 
     def get_config(self) -> dict[str, Any]:
-        """The constructor's keyword arguments: `type(opt)(**opt.get_config())` is a fresh copy."""
-        return dict(self._hyper)
+        """The constructor's keyword arguments: `type(opt)(**opt.get_config())` is a fresh copy.
+        clipnorm / clipvalue appear only when set (None is their default)."""
+        clip = ("clipnorm", "clipvalue")
+        cfg = {k: v for k, v in self._hyper.items() if k not in clip}
+        cfg.update((k, self._hyper[k]) for k in clip if self._hyper[k] is not None)
+        return cfg
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -161,9 +212,15 @@ class Optimizer:
         for it in items:
             groups.setdefault(id(it.block), []).append(it)
         names = self._buffer_names()
-        for group in groups.values():
+        covered = [self._covers_arena(group) for group in groups.values()]
+        if self.clip_args() != (0.0, 0.0):
+            grads = []
+            for group, whole in zip(groups.values(), covered):
+                grads += [group[0].arena.grads] if whole else [it.grad for it in group]
+            self._clip(grads)
+        for group, whole in zip(groups.values(), covered):
             block = group[0].block
-            if self._covers_arena(group):
+            if whole:
                 t = block.steps.get(group[0].key, 0) + 1
                 arena = group[0].arena
                 self._update(arena.params, [block.buffer(n) for n in names], arena.grads, t)
@@ -406,8 +463,9 @@ class SGD(Optimizer):
     kernel = "sgd"
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0) -> None:
-        super().__init__(lr)
+                 nesterov: bool = False, weight_decay: float = 0.0, clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
+        super().__init__(lr, clipnorm, clipvalue)
         cls = type(self).__name__
         momentum = self._check_rate("momentum", momentum)
         dampening = _checks.check_float(dampening, f"{cls}: dampening")
@@ -446,8 +504,9 @@ class RMSprop(Optimizer):
     kernel = "rmsprop"
 
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
-                 momentum: float = 0.0, weight_decay: float = 0.0) -> None:
-        super().__init__(lr)
+                 momentum: float = 0.0, weight_decay: float = 0.0, clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
+        super().__init__(lr, clipnorm, clipvalue)
         self._hyper.update(alpha=self._check_rate("alpha", alpha), eps=self._check_rate("eps", eps),
                            momentum=self._check_rate("momentum", momentum),
                            weight_decay=self._check_rate("weight_decay", weight_decay))
@@ -481,8 +540,9 @@ class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, lr: float = 1e-3, betas: Any = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr)
+                 weight_decay: float = 0.0, clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
+        super().__init__(lr, clipnorm, clipvalue)
         self._hyper.update(betas=_betas(betas, type(self).__name__),
                            eps=self._check_rate("eps", eps),
                            weight_decay=self._check_rate("weight_decay", weight_decay))
@@ -515,8 +575,9 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, lr: float = 1e-3, betas: Any = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01) -> None:
-        super().__init__(lr, betas, eps, weight_decay)
+                 weight_decay: float = 0.01, clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
+        super().__init__(lr, betas, eps, weight_decay, clipnorm, clipvalue)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam,

@@ -6,6 +6,7 @@
 
 #include "bindings/bind.hpp"
 #include "bindings/check.hpp"
+#include "bindings/weights.hpp"
 #include "core/loss.hpp"
 
 namespace gradstep::bind {
@@ -46,6 +47,19 @@ const int64_t* labels_in(const py::array& a, const char* fn, int64_t N, int64_t 
   return p;
 }
 
+// Sample weights of an elementwise loss: one per sample (pred's first axis), each covering the
+// row = size / N elements of its sample. Sets row; null when sample_weight is None.
+inline const double* elem_weights(const py::object& sw, const py::array& pred, const char* fn,
+                                  int64_t& row) {
+  row = 1;
+  if (sw.is_none()) return nullptr;
+  if (pred.ndim() < 1)
+    throw py::value_error(std::string(fn) + ": sample_weight needs pred with a sample axis");
+  const int64_t N = dim(pred, 0);
+  row = static_cast<int64_t>(pred.size()) / N;
+  return weights_in(sw, fn, N);
+}
+
 // The gradient's destination: `out` (N,K) when given (it may be probs itself: in place), else new.
 template <class T>
 T* grad_out(const py::object& out_obj, py::object& result, const char* fn, int64_t N, int64_t K) {
@@ -66,7 +80,8 @@ T* grad_out(const py::object& out_obj, py::object& result, const char* fn, int64
 template <template <class> class Kernels>
 void def_elementwise(py::module_& m, const char* fwd_name, const char* bwd_name,
                      const char* pred_name) {
-  m.def(fwd_name, [fwd_name, pred_name](const py::array& pred, const py::array& target) {
+  m.def(fwd_name, [fwd_name, pred_name](const py::array& pred, const py::array& target,
+                                        const py::object& sw) {
     return dispatch(pred, fwd_name, pred_name, [&](auto tag) -> double {
       using T = decltype(tag);
       const auto shape = shape_of(pred);
@@ -74,12 +89,15 @@ void def_elementwise(py::module_& m, const char* fwd_name, const char* bwd_name,
       require_nonempty(pred, fwd_name, pred_name);
       const T* pt = in<T>(target, fwd_name, "target", shape);
       const int64_t n = static_cast<int64_t>(pred.size());
+      int64_t row;
+      const double* pw = elem_weights(sw, pred, fwd_name, row);
       py::gil_scoped_release nogil;
-      return Kernels<T>::forward(pp, pt, n);
+      return Kernels<T>::forward(pp, pt, n, pw, row);
     });
-  }, py::arg(pred_name), py::arg("target"));
+  }, py::arg(pred_name), py::arg("target"), py::arg("sample_weight") = py::none());
 
-  m.def(bwd_name, [bwd_name, pred_name](const py::array& pred, const py::array& target) {
+  m.def(bwd_name, [bwd_name, pred_name](const py::array& pred, const py::array& target,
+                                        const py::object& sw) {
     return dispatch(pred, bwd_name, pred_name, [&](auto tag) -> py::array {
       using T = decltype(tag);
       const auto shape = shape_of(pred);
@@ -87,38 +105,44 @@ void def_elementwise(py::module_& m, const char* fwd_name, const char* bwd_name,
       require_nonempty(pred, bwd_name, pred_name);
       const T* pt = in<T>(target, bwd_name, "target", shape);
       const int64_t n = static_cast<int64_t>(pred.size());
+      int64_t row;
+      const double* pw = elem_weights(sw, pred, bwd_name, row);
       auto d = empty<T>(py_shape_of(pred));
       T* pd = d.mutable_data();
       {
         py::gil_scoped_release nogil;
-        Kernels<T>::backward(pd, pp, pt, n);
+        Kernels<T>::backward(pd, pp, pt, n, pw, row);
       }
       return d;
     });
-  }, py::arg(pred_name), py::arg("target"));
+  }, py::arg(pred_name), py::arg("target"), py::arg("sample_weight") = py::none());
 }
 
 template <class T>
 struct Mse {
-  static double forward(const T* p, const T* t, int64_t n) { return cpu::mse_forward<T>(p, t, n); }
-  static void backward(T* d, const T* p, const T* t, int64_t n) {
-    cpu::mse_backward<T>(d, p, t, n);
+  static double forward(const T* p, const T* t, int64_t n, const double* w, int64_t row) {
+    return cpu::mse_forward<T>(p, t, n, w, row);
+  }
+  static void backward(T* d, const T* p, const T* t, int64_t n, const double* w, int64_t row) {
+    cpu::mse_backward<T>(d, p, t, n, w, row);
   }
 };
 template <class T>
 struct Bce {
-  static double forward(const T* p, const T* t, int64_t n) { return cpu::bce_forward<T>(p, t, n); }
-  static void backward(T* d, const T* p, const T* t, int64_t n) {
-    cpu::bce_backward<T>(d, p, t, n);
+  static double forward(const T* p, const T* t, int64_t n, const double* w, int64_t row) {
+    return cpu::bce_forward<T>(p, t, n, w, row);
+  }
+  static void backward(T* d, const T* p, const T* t, int64_t n, const double* w, int64_t row) {
+    cpu::bce_backward<T>(d, p, t, n, w, row);
   }
 };
 template <class T>
 struct BceLogits {
-  static double forward(const T* x, const T* t, int64_t n) {
-    return cpu::bce_logits_forward<T>(x, t, n);
+  static double forward(const T* x, const T* t, int64_t n, const double* w, int64_t row) {
+    return cpu::bce_logits_forward<T>(x, t, n, w, row);
   }
-  static void backward(T* d, const T* x, const T* t, int64_t n) {
-    cpu::bce_logits_backward<T>(d, x, t, n);
+  static void backward(T* d, const T* x, const T* t, int64_t n, const double* w, int64_t row) {
+    cpu::bce_logits_backward<T>(d, x, t, n, w, row);
   }
 };
 
@@ -133,112 +157,122 @@ void bind_loss(py::module_& m) {
   def_elementwise<BceLogits>(m, "bce_logits_forward", "bce_logits_backward", "logits");
 
   // (loss, probs (N,K)) = softmax_xent_forward(logits (N,K), labels (N,) int64)
-  m.def("softmax_xent_forward", [](const py::array& logits, const py::array& labels) {
+  m.def("softmax_xent_forward", [](const py::array& logits, const py::array& labels,
+                                   const py::object& sw) {
     const char* fn = "softmax_xent_forward";
     return dispatch(logits, fn, "logits", [&](auto tag) -> py::tuple {
       using T = decltype(tag);
       const T* px = rows_in<T>(logits, fn, "logits");
       const int64_t N = dim(logits, 0), K = dim(logits, 1);
       const int64_t* py_ = labels_in(labels, fn, N, K);
+      const double* pw = weights_in(sw, fn, N);
       auto probs = empty<T>({N, K});
       T* pp = probs.mutable_data();
       double loss;
       {
         py::gil_scoped_release nogil;
-        loss = cpu::softmax_xent_forward<T>(pp, px, py_, N, K);
+        loss = cpu::softmax_xent_forward<T>(pp, px, py_, N, K, pw);
       }
       return py::make_tuple(loss, probs);
     });
-  }, py::arg("logits"), py::arg("labels"));
+  }, py::arg("logits"), py::arg("labels"), py::arg("sample_weight") = py::none());
 
   // dlogits (N,K) = softmax_xent_backward(probs (N,K), labels (N,), out=None); out may be probs.
   m.def("softmax_xent_backward", [](const py::array& probs, const py::array& labels,
-                                    const py::object& out_obj) {
+                                    const py::object& out_obj, const py::object& sw) {
     const char* fn = "softmax_xent_backward";
     return dispatch(probs, fn, "probs", [&](auto tag) -> py::object {
       using T = decltype(tag);
       const T* pp = rows_in<T>(probs, fn, "probs");
       const int64_t N = dim(probs, 0), K = dim(probs, 1);
       const int64_t* py_ = labels_in(labels, fn, N, K);
+      const double* pw = weights_in(sw, fn, N);
       py::object result;
       T* pd = grad_out<T>(out_obj, result, fn, N, K);
       {
         py::gil_scoped_release nogil;
-        cpu::softmax_xent_backward<T>(pd, pp, py_, N, K);
+        cpu::softmax_xent_backward<T>(pd, pp, py_, N, K, pw);
       }
       return result;
     });
-  }, py::arg("probs"), py::arg("labels"), py::arg("out") = py::none());
+  }, py::arg("probs"), py::arg("labels"), py::arg("out") = py::none(),
+        py::arg("sample_weight") = py::none());
 
   // (loss, probs (N,K)) = softmax_xent_soft_forward(logits (N,K), target (N,K) class probabilities)
-  m.def("softmax_xent_soft_forward", [](const py::array& logits, const py::array& target) {
+  m.def("softmax_xent_soft_forward", [](const py::array& logits, const py::array& target,
+                                        const py::object& sw) {
     const char* fn = "softmax_xent_soft_forward";
     return dispatch(logits, fn, "logits", [&](auto tag) -> py::tuple {
       using T = decltype(tag);
       const T* px = rows_in<T>(logits, fn, "logits");
       const int64_t N = dim(logits, 0), K = dim(logits, 1);
       const T* pt = in<T>(target, fn, "target", {N, K});
+      const double* pw = weights_in(sw, fn, N);
       auto probs = empty<T>({N, K});
       T* pp = probs.mutable_data();
       double loss;
       {
         py::gil_scoped_release nogil;
-        loss = cpu::softmax_xent_soft_forward<T>(pp, px, pt, N, K);
+        loss = cpu::softmax_xent_soft_forward<T>(pp, px, pt, N, K, pw);
       }
       return py::make_tuple(loss, probs);
     });
-  }, py::arg("logits"), py::arg("target"));
+  }, py::arg("logits"), py::arg("target"), py::arg("sample_weight") = py::none());
 
   // dlogits (N,K) = softmax_xent_soft_backward(probs (N,K), target (N,K), out=None);
   // out may be probs (in place).
   m.def("softmax_xent_soft_backward", [](const py::array& probs, const py::array& target,
-                                         const py::object& out_obj) {
+                                         const py::object& out_obj, const py::object& sw) {
     const char* fn = "softmax_xent_soft_backward";
     return dispatch(probs, fn, "probs", [&](auto tag) -> py::object {
       using T = decltype(tag);
       const T* pp = rows_in<T>(probs, fn, "probs");
       const int64_t N = dim(probs, 0), K = dim(probs, 1);
       const T* pt = in<T>(target, fn, "target", {N, K});
+      const double* pw = weights_in(sw, fn, N);
       py::object result;
       T* pd = grad_out<T>(out_obj, result, fn, N, K);
       {
         py::gil_scoped_release nogil;
-        cpu::softmax_xent_soft_backward<T>(pd, pp, pt, N, K);
+        cpu::softmax_xent_soft_backward<T>(pd, pp, pt, N, K, pw);
       }
       return result;
     });
-  }, py::arg("probs"), py::arg("target"), py::arg("out") = py::none());
+  }, py::arg("probs"), py::arg("target"), py::arg("out") = py::none(),
+        py::arg("sample_weight") = py::none());
 
   // -mean(max(log prob[n, labels[n]], -100)) for prob (N,K), labels (N,) int64
-  m.def("nll_forward", [](const py::array& prob, const py::array& labels) {
+  m.def("nll_forward", [](const py::array& prob, const py::array& labels, const py::object& sw) {
     const char* fn = "nll_forward";
     return dispatch(prob, fn, "prob", [&](auto tag) -> double {
       using T = decltype(tag);
       const T* pp = rows_in<T>(prob, fn, "prob");
       const int64_t N = dim(prob, 0), K = dim(prob, 1);
       const int64_t* py_ = labels_in(labels, fn, N, K);
+      const double* pw = weights_in(sw, fn, N);
       py::gil_scoped_release nogil;
-      return cpu::nll_forward<T>(pp, py_, N, K);
+      return cpu::nll_forward<T>(pp, py_, N, K, pw);
     });
-  }, py::arg("prob"), py::arg("labels"));
+  }, py::arg("prob"), py::arg("labels"), py::arg("sample_weight") = py::none());
 
   // dprob (N,K) = nll_backward(prob (N,K), labels (N,) int64)
-  m.def("nll_backward", [](const py::array& prob, const py::array& labels) {
+  m.def("nll_backward", [](const py::array& prob, const py::array& labels, const py::object& sw) {
     const char* fn = "nll_backward";
     return dispatch(prob, fn, "prob", [&](auto tag) -> py::array {
       using T = decltype(tag);
       const T* pp = rows_in<T>(prob, fn, "prob");
       const int64_t N = dim(prob, 0), K = dim(prob, 1);
       const int64_t* py_ = labels_in(labels, fn, N, K);
+      const double* pw = weights_in(sw, fn, N);
       auto d = empty<T>({N, K});
       T* pd = d.mutable_data();
       {
         py::gil_scoped_release nogil;
-        cpu::nll_backward<T>(pd, pp, py_, N, K);
+        cpu::nll_backward<T>(pd, pp, py_, N, K, pw);
       }
       return d;
     });
-  }, py::arg("prob"), py::arg("labels"));
+  }, py::arg("prob"), py::arg("labels"), py::arg("sample_weight") = py::none());
 }
 
 }  // namespace gradstep::bind

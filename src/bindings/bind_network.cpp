@@ -9,6 +9,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,6 +18,7 @@
 #include "bindings/bind.hpp"
 #include "bindings/check.hpp"
 #include "bindings/op_spec.hpp"
+#include "bindings/weights.hpp"
 #include "core/network.hpp"
 
 namespace gradstep::bind {
@@ -121,7 +123,8 @@ struct NetworkHandle {
 
   template <class T>
   double forward_backward(NetImpl<T>& impl, const py::array& x, const py::object& labels,
-                          const py::object& target, const py::sequence& seeds, const char* fn) {
+                          const py::object& target, const py::sequence& seeds,
+                          const py::object& sample_weight, const char* fn) {
     int64_t N = 0;
     const T* px = impl.batch(x, fn, N);
     const int64_t* pl = nullptr;
@@ -155,13 +158,15 @@ struct NetworkHandle {
                             std::to_string(py::len(seeds)));
     for (size_t i = 0; i < impl.seed_buf.size(); ++i)
       impl.seed_buf[i] = cast_arg<uint64_t>(seeds[i], fn, "dropout_seeds");
+    const double* pw = weights_in(sample_weight, fn, N);
     recheck<T>(fn);
     py::gil_scoped_release nogil;
-    return impl.net->forward_backward(px, pl, pt, N, impl.seed_buf.data());
+    return impl.net->forward_backward(px, pl, pt, N, impl.seed_buf.data(), pw);
   }
 
   template <class T>
-  cpu::OptArgs<T> opt_args(const py::sequence& hyper_seq, int64_t step, const char* fn) {
+  cpu::OptArgs<T> opt_args(const py::sequence& hyper_seq, int64_t step, const char* fn,
+                           const py::object& clip) {
     double hyper[6] = {0, 0, 0, 0, 0, 0};
     const size_t n_hyper = static_cast<size_t>(py::len(hyper_seq));
     const size_t needed = opt == cpu::OptKind::kAdam ? 6 : 5;
@@ -171,6 +176,19 @@ struct NetworkHandle {
     for (size_t i = 0; i < n_hyper; ++i) hyper[i] = cast_arg<double>(hyper_seq[i], fn, "hyper");
     if (step < 1) throw py::value_error(std::string(fn) + ": step must be >= 1");
     cpu::OptArgs<T> o{};
+    // clip: None or (clipnorm, clipvalue), each > 0 or 0 for off (the optimizer's clipping).
+    if (!clip.is_none()) {
+      std::vector<double> c;
+      try {
+        c = py::cast<std::vector<double>>(clip);
+      } catch (const py::cast_error&) {
+        throw py::type_error(std::string(fn) + ": clip must be a pair of numbers or None");
+      }
+      if (c.size() != 2 || !(c[0] >= 0) || !(c[1] >= 0) || std::isinf(c[0]) || std::isinf(c[1]))
+        throw py::value_error(std::string(fn) + ": clip must be (clipnorm, clipvalue), each finite "
+                              "and >= 0 (0 = off)");
+      o.clip = {c[0], c[1]};
+    }
     o.kind = opt;
     o.step = step;
     o.state0 = state0.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(state0).mutable_data());
@@ -190,8 +208,9 @@ struct NetworkHandle {
   }
 
   template <class T>
-  void update(NetImpl<T>& impl, const py::sequence& hyper, int64_t step, const char* fn) {
-    const cpu::OptArgs<T> o = opt_args<T>(hyper, step, fn);
+  void update(NetImpl<T>& impl, const py::sequence& hyper, int64_t step, const py::object& clip,
+              const char* fn) {
+    const cpu::OptArgs<T> o = opt_args<T>(hyper, step, fn, clip);
     recheck<T>(fn);
     py::gil_scoped_release nogil;
     impl.net->update(o);
@@ -317,37 +336,45 @@ void bind_network(py::module_& m) {
            py::arg("grads"), py::arg("state0"), py::arg("state1"))
       // loss = forward_backward(x, labels or None, target or None, dropout_seeds): the gradients
       // are left in the flat grads buffer; no parameter changes.
+      // sample_weight: None or float64 (N,) per-sample loss weights (core/loss.hpp).
       .def("forward_backward", [](NetworkHandle& h, const py::array& x, const py::object& labels,
-                                  const py::object& target, const py::sequence& seeds) {
+                                  const py::object& target, const py::sequence& seeds,
+                                  const py::object& sample_weight) {
              auto lock = exclusive(h.busy, "Network.forward_backward");
              return h.visit([&](auto& impl) {
-               return h.forward_backward(impl, x, labels, target, seeds, "Network.forward_backward");
+               return h.forward_backward(impl, x, labels, target, seeds, sample_weight,
+                                         "Network.forward_backward");
              });
            },
-           py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"))
-      // update(hyper, step): the optimizer over the flat buffers, from the grads buffer as it is.
-      .def("update", [](NetworkHandle& h, const py::sequence& hyper, int64_t step) {
+           py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"),
+           py::arg("sample_weight") = py::none())
+      // update(hyper, step, clip=None): the optimizer over the flat buffers, from the grads
+      // buffer as it is, after clipping it in place (clip = (clipnorm, clipvalue), 0 = off).
+      .def("update", [](NetworkHandle& h, const py::sequence& hyper, int64_t step,
+                        const py::object& clip) {
              auto lock = exclusive(h.busy, "Network.update");
-             h.visit([&](auto& impl) { h.update(impl, hyper, step, "Network.update"); });
+             h.visit([&](auto& impl) { h.update(impl, hyper, step, clip, "Network.update"); });
            },
-           py::arg("hyper"), py::arg("step"))
+           py::arg("hyper"), py::arg("step"), py::arg("clip") = py::none())
       // loss = train_step(x, labels or None, target or None, dropout_seeds, hyper, step): both.
       .def("train_step", [](NetworkHandle& h, const py::array& x, const py::object& labels,
                             const py::object& target, const py::sequence& seeds,
-                            const py::sequence& hyper, int64_t step) {
+                            const py::sequence& hyper, int64_t step, const py::object& clip,
+                            const py::object& sample_weight) {
              auto lock = exclusive(h.busy, "Network.train_step");
              return h.visit([&](auto& impl) {
                using T = typename std::remove_reference_t<decltype(impl)>::value_type;
                const char* fn = "Network.train_step";
-               const cpu::OptArgs<T> o = h.opt_args<T>(hyper, step, fn);  // checked before the step
-               const double v = h.forward_backward(impl, x, labels, target, seeds, fn);
+               const cpu::OptArgs<T> o = h.opt_args<T>(hyper, step, fn, clip);  // checked first
+               const double v = h.forward_backward(impl, x, labels, target, seeds, sample_weight, fn);
                py::gil_scoped_release nogil;
                impl.net->update(o);
                return v;
              });
            },
            py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"),
-           py::arg("hyper"), py::arg("step"))
+           py::arg("hyper"), py::arg("step"), py::arg("clip") = py::none(),
+           py::arg("sample_weight") = py::none())
       // A copy of the last completed batch's outputs (N, out...), for the training metrics.
       .def("output", [](NetworkHandle& h) -> py::array {
         auto lock = exclusive(h.busy, "Network.output");

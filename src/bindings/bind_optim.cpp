@@ -7,6 +7,7 @@
 
 #include "bindings/bind.hpp"
 #include "bindings/check.hpp"
+#include "core/clip.hpp"
 #include "core/optim.hpp"
 
 namespace gradstep::bind {
@@ -121,6 +122,45 @@ void bind_optim(py::module_& m) {
     const int64_t off = offset_in(value, params);
     return off >= 0 && offset_in(grad, grads) == off ? off : -1;
   }, py::arg("value"), py::arg("grad"), py::arg("params"), py::arg("grads"));
+
+  // Gradient clipping (core/clip.hpp), in place on float32/float64 arrays of any shape. The
+  // layer-by-layer path of an optimizer's step uses these; the fused step calls the same kernels.
+  // grad_sq_sum(g) -> Σ g² in double
+  m.def("grad_sq_sum", [](const py::array& g) {
+    return dispatch(g, "grad_sq_sum", "g", [&](auto tag) -> double {
+      using T = decltype(tag);
+      const T* pg = in<T>(g, "grad_sq_sum", "g", shape_of(g));
+      const int64_t P = static_cast<int64_t>(g.size());
+      py::gil_scoped_release nogil;
+      return cpu::grad_sq_sum<T>(pg, P);
+    });
+  }, py::arg("g"));
+  // clip_scale(g, sq_sum, max_norm): g ·= min(1, max_norm / (√sq_sum + 1e-6)), the coefficient in
+  // g's dtype; returns the coefficient. sq_sum is the squared norm of all the gradients clipped
+  // together (Σ grad_sq_sum over them, in order).
+  m.def("clip_scale", [](py::array g, double sq_sum, double max_norm) {
+    return dispatch(g, "clip_scale", "g", [&](auto tag) -> double {
+      using T = decltype(tag);
+      T* pg = out<T>(g, "clip_scale", "g", shape_of(g));
+      if (!(max_norm > 0)) throw py::value_error("clip_scale: max_norm must be > 0");
+      const int64_t P = static_cast<int64_t>(g.size());
+      const T c = cpu::clip_coef<T>(sq_sum, max_norm);
+      py::gil_scoped_release nogil;
+      cpu::scale_grads<T>(pg, P, c);
+      return static_cast<double>(c);
+    });
+  }, py::arg("g"), py::arg("sq_sum"), py::arg("max_norm"));
+  // clip_grad_value(g, v): g = clamp(g, -v, v) in place
+  m.def("clip_grad_value", [](py::array g, double v) {
+    dispatch(g, "clip_grad_value", "g", [&](auto tag) {
+      using T = decltype(tag);
+      T* pg = out<T>(g, "clip_grad_value", "g", shape_of(g));
+      if (!(v > 0)) throw py::value_error("clip_grad_value: v must be > 0");
+      const int64_t P = static_cast<int64_t>(g.size());
+      py::gil_scoped_release nogil;
+      cpu::clip_grad_value<T>(pg, P, v);
+    });
+  }, py::arg("g"), py::arg("v"));
 }
 
 }  // namespace gradstep::bind

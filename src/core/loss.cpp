@@ -92,87 +92,110 @@ void softmax_row(T* p, const T* x, int64_t K, double& m, double& log_s) {
   log_s = std::log(s);
 }
 
+// Σ over elements of w[sample]·term(i) (row elements per sample), or of term(i) when w is null:
+// the branch is taken once, outside the loop, so the unweighted sum keeps its vectorized loop
+// (and its bits: multiplying by 1.0 would be exact too, but costs the vectorization).
+template <class F>
+double weighted_elementwise_sum(int64_t n, const double* w, int64_t row, const F& term) {
+  if (!w) return elementwise_sum(n, term);
+  return elementwise_sum(n, [&](int64_t i) { return w[i / row] * term(i); });
+}
+
+// dst[i] = T(w[sample]·grad(i)), or T(grad(i)) when w is null (branch outside the loop).
+template <class T, class F>
+void weighted_elementwise_grad(T* dst, int64_t n, const double* w, int64_t row, const F& grad) {
+  if (!w) {
+    GS_PARALLEL_FOR(n)
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(grad(i));
+  } else {
+    GS_PARALLEL_FOR(n)
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(w[i / row] * grad(i));
+  }
+}
+
+// The weight of row r, or 1 (a per-row multiply: exact for 1.0, so no weights = unweighted bits).
+inline double row_weight(const double* w, int64_t r) { return w ? w[r] : 1.0; }
+
 }  // namespace
 
 // ---- mse ---------------------------------------------------------------------------------------
 
 template <class T>
-double mse_forward(const T* pred, const T* target, int64_t n) {
-  const double s = elementwise_sum(n, [&](int64_t i) {
+double mse_forward(const T* pred, const T* target, int64_t n, const double* w, int64_t row) {
+  const double s = weighted_elementwise_sum(n, w, row, [&](int64_t i) {
     return math::mse_term(static_cast<double>(pred[i]), static_cast<double>(target[i]));
   });
   return s / static_cast<double>(n);
 }
 
 template <class T>
-void mse_backward(T* dpred, const T* pred, const T* target, int64_t n) {
+void mse_backward(T* dpred, const T* pred, const T* target, int64_t n, const double* w,
+                  int64_t row) {
   const double scale = 2.0 / static_cast<double>(n);
-  GS_PARALLEL_FOR(n)
-  for (int64_t i = 0; i < n; ++i)
-    dpred[i] = static_cast<T>(
-        math::mse_grad(static_cast<double>(pred[i]), static_cast<double>(target[i]), scale));
+  weighted_elementwise_grad(dpred, n, w, row, [&](int64_t i) {
+    return math::mse_grad(static_cast<double>(pred[i]), static_cast<double>(target[i]), scale);
+  });
 }
 
 // ---- bce on probabilities ----------------------------------------------------------------------
 
 template <class T>
-double bce_forward(const T* prob, const T* target, int64_t n) {
-  const double s = elementwise_sum(n, [&](int64_t i) {
+double bce_forward(const T* prob, const T* target, int64_t n, const double* w, int64_t row) {
+  const double s = weighted_elementwise_sum(n, w, row, [&](int64_t i) {
     return math::bce_term(static_cast<double>(prob[i]), static_cast<double>(target[i]));
   });
   return s / static_cast<double>(n);
 }
 
 template <class T>
-void bce_backward(T* dprob, const T* prob, const T* target, int64_t n) {
+void bce_backward(T* dprob, const T* prob, const T* target, int64_t n, const double* w,
+                  int64_t row) {
   // torch's epsilon is a scalar_t, so float32 clamps at float(1e-12).
   const double eps = static_cast<double>(static_cast<T>(1e-12));
   const double nd = static_cast<double>(n);
-  GS_PARALLEL_FOR(n)
-  for (int64_t i = 0; i < n; ++i) {
-    dprob[i] = static_cast<T>(
-        math::bce_grad(static_cast<double>(prob[i]), static_cast<double>(target[i]), eps, nd));
-  }
+  weighted_elementwise_grad(dprob, n, w, row, [&](int64_t i) {
+    return math::bce_grad(static_cast<double>(prob[i]), static_cast<double>(target[i]), eps, nd);
+  });
 }
 
 // ---- bce on logits -----------------------------------------------------------------------------
 
 template <class T>
-double bce_logits_forward(const T* logits, const T* target, int64_t n) {
-  const double s = elementwise_sum(n, [&](int64_t i) {
+double bce_logits_forward(const T* logits, const T* target, int64_t n, const double* w,
+                          int64_t row) {
+  const double s = weighted_elementwise_sum(n, w, row, [&](int64_t i) {
     return math::bce_logits_term(static_cast<double>(logits[i]), static_cast<double>(target[i]));
   });
   return s / static_cast<double>(n);
 }
 
 template <class T>
-void bce_logits_backward(T* dlogits, const T* logits, const T* target, int64_t n) {
+void bce_logits_backward(T* dlogits, const T* logits, const T* target, int64_t n,
+                         const double* w, int64_t row) {
   const double nd = static_cast<double>(n);
-  GS_PARALLEL_FOR(n)
-  for (int64_t i = 0; i < n; ++i) {
-    dlogits[i] = static_cast<T>(math::bce_logits_grad(static_cast<double>(logits[i]),
-                                                      static_cast<double>(target[i]), nd));
-  }
+  weighted_elementwise_grad(dlogits, n, w, row, [&](int64_t i) {
+    return math::bce_logits_grad(static_cast<double>(logits[i]), static_cast<double>(target[i]), nd);
+  });
 }
 
 // ---- softmax cross-entropy, integer labels ---------------------------------------------------
 
 template <class T>
 double softmax_xent_forward(T* probs, const T* logits, const int64_t* labels, int64_t N,
-                            int64_t K) {
+                            int64_t K, const double* w) {
   const double s = row_sum(N, K, [&](int64_t r) {
     const T* x = logits + r * K;
     double m, log_s;
     softmax_row(probs + r * K, x, K, m, log_s);
     // lse - x_y = log_s - (x_y - m): no term can overflow, whatever the logits' size.
-    return log_s - (static_cast<double>(x[labels[r]]) - m);
+    return row_weight(w, r) * (log_s - (static_cast<double>(x[labels[r]]) - m));
   }, kExpCost);
   return s / static_cast<double>(N);
 }
 
 template <class T>
 void softmax_xent_backward(T* dlogits, const T* probs, const int64_t* labels, int64_t N,
-                           int64_t K) {
+                           int64_t K, const double* w) {
   const double nd = static_cast<double>(N);
   GS_PARALLEL_FOR(N * K)
   for (int64_t r = 0; r < N; ++r) {
@@ -180,15 +203,17 @@ void softmax_xent_backward(T* dlogits, const T* probs, const int64_t* labels, in
     T* d = dlogits + r * K;
     const int64_t y = labels[r];
     const double py = p[y];  // read before the row is overwritten (dlogits may alias probs)
-    for (int64_t k = 0; k < K; ++k) d[k] = static_cast<T>(static_cast<double>(p[k]) / nd);
-    d[y] = static_cast<T>((py - 1.0) / nd);
+    const double wr = row_weight(w, r);
+    for (int64_t k = 0; k < K; ++k) d[k] = static_cast<T>(wr * (static_cast<double>(p[k]) / nd));
+    d[y] = static_cast<T>(wr * ((py - 1.0) / nd));
   }
 }
 
 // ---- softmax cross-entropy, class probabilities ------------------------------------------------
 
 template <class T>
-double softmax_xent_soft_forward(T* probs, const T* logits, const T* target, int64_t N, int64_t K) {
+double softmax_xent_soft_forward(T* probs, const T* logits, const T* target, int64_t N, int64_t K,
+                                 const double* w) {
   const double s = row_sum(N, K, [&](int64_t r) {
     const T* x = logits + r * K;
     const T* t = target + r * K;
@@ -197,13 +222,14 @@ double softmax_xent_soft_forward(T* probs, const T* logits, const T* target, int
     double acc = 0.0;
     for (int64_t k = 0; k < K; ++k)
       acc += static_cast<double>(t[k]) * ((static_cast<double>(x[k]) - m) - log_s);
-    return -acc;
+    return row_weight(w, r) * -acc;
   }, kExpCost);
   return s / static_cast<double>(N);
 }
 
 template <class T>
-void softmax_xent_soft_backward(T* dlogits, const T* probs, const T* target, int64_t N, int64_t K) {
+void softmax_xent_soft_backward(T* dlogits, const T* probs, const T* target, int64_t N, int64_t K,
+                                const double* w) {
   const double nd = static_cast<double>(N);
   GS_PARALLEL_FOR(N * K)
   for (int64_t r = 0; r < N; ++r) {
@@ -213,45 +239,53 @@ void softmax_xent_soft_backward(T* dlogits, const T* probs, const T* target, int
     double tsum = 0.0;
     for (int64_t k = 0; k < K; ++k) tsum += static_cast<double>(t[k]);
     // Elementwise in k, so writing d over p (in place) is safe.
+    const double wr = row_weight(w, r);
     for (int64_t k = 0; k < K; ++k)
-      d[k] = static_cast<T>((static_cast<double>(p[k]) * tsum - static_cast<double>(t[k])) / nd);
+      d[k] = static_cast<T>(
+          wr * ((static_cast<double>(p[k]) * tsum - static_cast<double>(t[k])) / nd));
   }
 }
 
 // ---- nll on probabilities ----------------------------------------------------------------------
 
 template <class T>
-double nll_forward(const T* prob, const int64_t* labels, int64_t N, int64_t K) {
+double nll_forward(const T* prob, const int64_t* labels, int64_t N, int64_t K, const double* w) {
   const double s = row_sum(N, 1, [&](int64_t r) {
-    return math::nll_term(static_cast<double>(prob[r * K + labels[r]]));
+    return row_weight(w, r) * math::nll_term(static_cast<double>(prob[r * K + labels[r]]));
   });
   return -s / static_cast<double>(N);
 }
 
 template <class T>
-void nll_backward(T* dprob, const T* prob, const int64_t* labels, int64_t N, int64_t K) {
+void nll_backward(T* dprob, const T* prob, const int64_t* labels, int64_t N, int64_t K,
+                  const double* w) {
   const double nd = static_cast<double>(N);
   GS_PARALLEL_FOR(N * K)
   for (int64_t r = 0; r < N; ++r) {
     T* d = dprob + r * K;
     std::fill(d, d + K, T(0));
-    d[labels[r]] = static_cast<T>(math::nll_grad(static_cast<double>(prob[r * K + labels[r]]), nd));
+    d[labels[r]] = static_cast<T>(
+        row_weight(w, r) * math::nll_grad(static_cast<double>(prob[r * K + labels[r]]), nd));
   }
 }
 
-#define GS_INSTANTIATE(T)                                                                        \
-  template double mse_forward<T>(const T*, const T*, int64_t);                                   \
-  template void mse_backward<T>(T*, const T*, const T*, int64_t);                                \
-  template double bce_forward<T>(const T*, const T*, int64_t);                                   \
-  template void bce_backward<T>(T*, const T*, const T*, int64_t);                                \
-  template double bce_logits_forward<T>(const T*, const T*, int64_t);                            \
-  template void bce_logits_backward<T>(T*, const T*, const T*, int64_t);                         \
-  template double softmax_xent_forward<T>(T*, const T*, const int64_t*, int64_t, int64_t);       \
-  template void softmax_xent_backward<T>(T*, const T*, const int64_t*, int64_t, int64_t);        \
-  template double softmax_xent_soft_forward<T>(T*, const T*, const T*, int64_t, int64_t);        \
-  template void softmax_xent_soft_backward<T>(T*, const T*, const T*, int64_t, int64_t);         \
-  template double nll_forward<T>(const T*, const int64_t*, int64_t, int64_t);                    \
-  template void nll_backward<T>(T*, const T*, const int64_t*, int64_t, int64_t);
+#define GS_INSTANTIATE(T)                                                                       \
+  template double mse_forward<T>(const T*, const T*, int64_t, const double*, int64_t);          \
+  template void mse_backward<T>(T*, const T*, const T*, int64_t, const double*, int64_t);       \
+  template double bce_forward<T>(const T*, const T*, int64_t, const double*, int64_t);          \
+  template void bce_backward<T>(T*, const T*, const T*, int64_t, const double*, int64_t);       \
+  template double bce_logits_forward<T>(const T*, const T*, int64_t, const double*, int64_t);   \
+  template void bce_logits_backward<T>(T*, const T*, const T*, int64_t, const double*, int64_t);\
+  template double softmax_xent_forward<T>(T*, const T*, const int64_t*, int64_t, int64_t,       \
+                                          const double*);                                       \
+  template void softmax_xent_backward<T>(T*, const T*, const int64_t*, int64_t, int64_t,        \
+                                         const double*);                                        \
+  template double softmax_xent_soft_forward<T>(T*, const T*, const T*, int64_t, int64_t,        \
+                                               const double*);                                  \
+  template void softmax_xent_soft_backward<T>(T*, const T*, const T*, int64_t, int64_t,         \
+                                              const double*);                                   \
+  template double nll_forward<T>(const T*, const int64_t*, int64_t, int64_t, const double*);    \
+  template void nll_backward<T>(T*, const T*, const int64_t*, int64_t, int64_t, const double*);
 GS_INSTANTIATE(float)
 GS_INSTANTIATE(double)
 #undef GS_INSTANTIATE

@@ -113,7 +113,7 @@ size_t Network<T>::workspace_bytes() const {
 
 template <class T>
 double Network<T>::forward_backward(const T* x, const int64_t* labels, const T* target, int64_t N,
-                                    const uint64_t* seeds) {
+                                    const uint64_t* seeds, const double* weights) {
   if (N < min_batch_)
     throw std::invalid_argument("Network: a training batch needs at least " +
                                 std::to_string(min_batch_) + " rows, got " + std::to_string(N));
@@ -143,28 +143,28 @@ double Network<T>::forward_backward(const T* x, const int64_t* labels, const T* 
   double value = 0.0;
   switch (loss_) {
     case LossKind::kSoftmaxXent:
-      value = softmax_xent_forward<T>(probs, out, labels, N, K);
-      softmax_xent_backward<T>(dy, probs, labels, N, K);
+      value = softmax_xent_forward<T>(probs, out, labels, N, K, weights);
+      softmax_xent_backward<T>(dy, probs, labels, N, K, weights);
       break;
     case LossKind::kSoftmaxXentSoft:
-      value = softmax_xent_soft_forward<T>(probs, out, target, N, K);
-      softmax_xent_soft_backward<T>(dy, probs, target, N, K);
+      value = softmax_xent_soft_forward<T>(probs, out, target, N, K, weights);
+      softmax_xent_soft_backward<T>(dy, probs, target, N, K, weights);
       break;
     case LossKind::kMSE:
-      value = mse_forward<T>(out, target, N * K);
-      mse_backward<T>(dy, out, target, N * K);
+      value = mse_forward<T>(out, target, N * K, weights, K);
+      mse_backward<T>(dy, out, target, N * K, weights, K);
       break;
     case LossKind::kBCE:
-      value = bce_forward<T>(out, target, N * K);
-      bce_backward<T>(dy, out, target, N * K);
+      value = bce_forward<T>(out, target, N * K, weights, K);
+      bce_backward<T>(dy, out, target, N * K, weights, K);
       break;
     case LossKind::kBCELogits:
-      value = bce_logits_forward<T>(out, target, N * K);
-      bce_logits_backward<T>(dy, out, target, N * K);
+      value = bce_logits_forward<T>(out, target, N * K, weights, K);
+      bce_logits_backward<T>(dy, out, target, N * K, weights, K);
       break;
     case LossKind::kNLL:
-      value = nll_forward<T>(out, labels, N, K);
-      nll_backward<T>(dy, out, labels, N, K);
+      value = nll_forward<T>(out, labels, N, K, weights);
+      nll_backward<T>(dy, out, labels, N, K, weights);
       break;
   }
 
@@ -184,6 +184,7 @@ double Network<T>::forward_backward(const T* x, const int64_t* labels, const T* 
 
 template <class T>
 void Network<T>::update(const OptArgs<T>& o) {
+  clip_grads<T>(grads_, P_, o.clip);  // one global norm over every parameter's gradient
   switch (o.kind) {
     case OptKind::kSGD: sgd_step<T>(params_, o.state0, grads_, P_, o.sgd, o.step); break;
     case OptKind::kRMSprop:

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clip.hpp"
 #include "core/op.hpp"
 #include "core/optim.hpp"
 
@@ -52,6 +53,7 @@ struct OptArgs {
   T* state0;     // (P) momentum buffer / square_avg / exp_avg (null when unused)
   T* state1;     // (P) RMSprop momentum buffer / exp_avg_sq (null when unused)
   int64_t step;  // the optimizer's step number, >= 1
+  ClipArgs clip;  // applied to the whole flat gradient buffer before the rule (0 = off)
 };
 
 // Statistics of one op's output over the last batch, for the training monitor (diagnostics).
@@ -74,9 +76,10 @@ class Network {
   // params, grads: the flat buffers (P) the ops' pointers lie in.
   Network(std::vector<NetOp<T>> ops, LossKind loss, T* params, T* grads, int64_t P);
   // x (N, in_shape); labels (N) in [0, K) for label losses, else target (N, K); seeds: one per op
-  // with needs_seed(), in order. The caller has checked shapes and label ranges.
+  // with needs_seed(), in order; weights (N) per-sample loss weights or null (core/loss.hpp). The
+  // caller has checked shapes, label ranges and weights.
   double forward_backward(const T* x, const int64_t* labels, const T* target, int64_t N,
-                          const uint64_t* seeds);
+                          const uint64_t* seeds, const double* weights = nullptr);
   void update(const OptArgs<T>& o);
 
   const Shape& in_shape() const { return ops_.front().op->in_shape(); }

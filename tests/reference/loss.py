@@ -81,3 +81,18 @@ def nll(prob, labels):
         grad = np.zeros_like(p)
         grad[np.arange(N), y] = np.where(log_py >= LOG_CLAMP, -1.0 / (N * py), 0.0)
     return value, grad
+
+
+def weighted(fn, pred, target, w):
+    """Keras's weighted mean of any loss above: (1/N) Σ_i w_i·loss_i, with loss_i the loss of
+    sample i alone (fn on that one row: the mean over its outputs), and its gradient (w_i / N)·
+    d loss_i / d pred_i, row by row."""
+    pred = np.asarray(pred)
+    w = np.asarray(w, dtype=np.float64)
+    N = pred.shape[0]
+    value, grad = 0.0, np.zeros(pred.shape, dtype=np.float64)
+    for i in range(N):
+        v, g = fn(pred[i:i + 1], np.asarray(target)[i:i + 1])
+        value += w[i] * v
+        grad[i:i + 1] = w[i] * g / N
+    return value / N, grad
