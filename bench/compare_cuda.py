@@ -10,6 +10,8 @@ for each step; PyTorch's steps are timed as a user runs them, asynchronously, wi
 synchronize at the end of a block. A round times each contender once (the order rotates); the
 table reports the median ms per step over the rounds and the ratio PyTorch eager / gradstep.
 "gradstep (numpy)" feeds host batches instead (a copy to the device per step).
+The conv rows (digits CNN on 1×8×8, LeNet-5 on 1×28×28; SGD momentum 0.9, lr 0.01) compare
+gradstep with PyTorch eager at batch 32/128/512 (--conv-only runs just them, --no-conv skips them).
 """
 from __future__ import annotations
 
@@ -26,6 +28,104 @@ NETS = [
     ("20×128 tanh", [128] * 21 + [10], "tanh"),
 ]
 BATCHES = [32, 128, 512, 1024, 2048, 8192]
+CONV_BATCHES = [32, 128, 512]
+
+
+def conv_nets():
+    """(name, per-sample input shape, gradstep layers) of the conv rows."""
+    import gradstep as gs
+    return [
+        ("digits CNN", (1, 8, 8), lambda: [gs.Conv2D(1, 8, 3, padding=1), gs.ReLU(), gs.MaxPool2D(2),
+                                            gs.Flatten(), gs.Dense(128, 10)]),
+        ("LeNet-5", (1, 28, 28), lambda: [
+            gs.Conv2D(1, 6, 5, padding=2), gs.ReLU(), gs.MaxPool2D(2), gs.Conv2D(6, 16, 5), gs.ReLU(),
+            gs.MaxPool2D(2), gs.Flatten(), gs.Dense(400, 120), gs.ReLU(), gs.Dense(120, 84), gs.ReLU(),
+            gs.Dense(84, 10)]),
+    ]
+
+
+def torch_mirror(gmodel):
+    """The same network in PyTorch, with gradstep's initial weights (Dense stores (in, out))."""
+    import torch
+    mods = []
+    for layer in gmodel.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            stride, pads, dilation = layer.kernel_args()
+            m = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=stride,
+                                padding=pads[:2], dilation=dilation)
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(layer.params["weight"].copy()))
+                m.bias.copy_(torch.from_numpy(layer.params["bias"].copy()))
+        elif kind == "Dense":
+            m = torch.nn.Linear(layer.in_features, layer.out_features)
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(layer.params["weight"].T.copy()))
+                m.bias.copy_(torch.from_numpy(layer.params["bias"].copy()))
+        elif kind == "MaxPool2D":
+            m = torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+        else:
+            m = {"ReLU": torch.nn.ReLU, "Flatten": torch.nn.Flatten}[kind]()
+        mods.append(m)
+    return torch.nn.Sequential(*mods).cuda()
+
+
+def bench_conv_row(shape, make_layers, batch, repeats):
+    import torch
+
+    import gradstep as gs
+    rng = np.random.default_rng(0)
+    n_batches = 8
+    xs = [rng.standard_normal((batch, *shape)).astype(np.float32) for _ in range(n_batches)]
+    ys = [rng.integers(0, 10, size=batch) for _ in range(n_batches)]
+
+    def make():
+        model = gs.Sequential(make_layers(), seed=0, input_shape=shape)
+        model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(lr=0.01, momentum=0.9))
+        return model
+    gmodel = make()
+    tmodel = torch_mirror(gmodel)
+    gmodel.to("cuda")
+    opt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    gxs = [gs.cuda.to_device(x) for x in xs]
+    gys = [gs.cuda.to_device(v) for v in ys]
+    txs = [torch.from_numpy(x).cuda() for x in xs]
+    tys = [torch.from_numpy(v).cuda() for v in ys]
+
+    def torch_step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(tmodel(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def run_gs(steps):
+        for s in range(steps):
+            gmodel.train_step(gxs[s % n_batches], gys[s % n_batches])
+
+    def run_torch(steps):
+        for s in range(steps):
+            torch_step(txs[s % n_batches], tys[s % n_batches])
+        torch.cuda.synchronize()
+
+    # Same start, same batch: the first losses agree (both train the same net).
+    check = make().to("cuda").train_step(xs[0], ys[0])
+    ref = torch_mirror(make())
+    ref_loss = loss_fn(ref(txs[0]), tys[0]).item()
+    fns = {"gradstep": run_gs, "torch eager": run_torch}
+    for f in fns.values():
+        f(5)
+    t0 = time.perf_counter()
+    run_torch(5)
+    steps = max(5, min(400, int(0.03 / max((time.perf_counter() - t0) / 5, 1e-6))))
+    times = {k: [] for k in fns}
+    for r in range(repeats):
+        for k in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            t0 = time.perf_counter()
+            fns[k](steps)
+            times[k].append((time.perf_counter() - t0) / steps)
+    return {k: statistics.median(v) for k, v in times.items()}, check, ref_loss
 
 
 def build_gradstep(sizes, act):
@@ -152,6 +252,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--nets", default=None, help="comma-separated net indices (default: all)")
     p.add_argument("--batches", default=None, help="comma-separated batch sizes")
+    p.add_argument("--conv-only", action="store_true", help="only the conv rows")
+    p.add_argument("--no-conv", action="store_true", help="skip the conv rows")
     args = p.parse_args(argv)
 
     import torch
@@ -169,7 +271,7 @@ def main(argv=None) -> int:
              "eager / gradstep | graph / gradstep | first loss gs / torch |",
              "|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
-    for name, sizes, act in nets:
+    for name, sizes, act in ([] if args.conv_only else nets):
         for batch in batches:
             med, steps, l_gs, l_t = bench_row(sizes, act, batch, args.repeats)
             line = (f"| {name} | {batch} | {med['gradstep'] * 1e3:.3f} | {med['gradstep (numpy)'] * 1e3:.3f} | "
@@ -178,6 +280,18 @@ def main(argv=None) -> int:
                     f"{l_gs:.5f} / {l_t:.5f} |")
             lines.append(line)
             print(line, flush=True)
+    if not args.no_conv:
+        head = ["", ("| conv network | batch | gradstep ms | torch eager ms | eager / gradstep | "
+                     "first loss gs / torch |"), "|---|---|---|---|---|---|"]
+        lines += head
+        print("\n".join(head), flush=True)
+        for name, shape, make_layers in conv_nets():
+            for batch in CONV_BATCHES:
+                med, l_gs, l_t = bench_conv_row(shape, make_layers, batch, args.repeats)
+                line = (f"| {name} | {batch} | {med['gradstep'] * 1e3:.3f} | {med['torch eager'] * 1e3:.3f} | "
+                        f"{med['torch eager'] / med['gradstep']:.2f}× | {l_gs:.5f} / {l_t:.5f} |")
+                lines.append(line)
+                print(line, flush=True)
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -210,13 +210,106 @@ def test_flatten_of_image_input_matches_the_cpu(dtype):
     run_pair(make, lambda: gs.SGD(lr=0.1), gs.SoftmaxCrossEntropy, data, dtype)
 
 
+# Pools on image input: (kind, layer, per-sample input shape). A ReLU in front makes the pool's
+# backward run (its dx feeds the ReLU); no layer with parameters can precede a pool on the GPU until
+# Conv1D/Conv2D get kernels, so here the parameters check the forward and the losses.
+POOLS = {
+    "maxpool2d": (lambda: gs.MaxPool2D(2), (3, 6, 6)),
+    "maxpool2d_overlap_pad": (lambda: gs.MaxPool2D(3, stride=2, padding=1), (2, 7, 6)),
+    "avgpool2d": (lambda: gs.AvgPool2D(2), (3, 6, 6)),
+    "avgpool2d_overlap_pad": (lambda: gs.AvgPool2D(3, stride=2, padding=1), (2, 7, 6)),
+    "maxpool1d_pad": (lambda: gs.MaxPool1D(3, stride=2, padding=1), (3, 9)),
+    "avgpool1d": (lambda: gs.AvgPool1D(2), (3, 9)),
+    "global_avgpool_2d": (lambda: gs.GlobalAvgPool(), (3, 4, 5)),
+    "global_avgpool_1d": (lambda: gs.GlobalAvgPool(), (4, 7)),
+}
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(POOLS))
+@pytest.mark.parametrize("ties", [False, True])
+def test_pools_match_the_cpu(name, ties, dtype):
+    make_pool, shape = POOLS[name]
+    rng = np.random.default_rng(4)
+
+    def sample():
+        x = rng.standard_normal((16, *shape))
+        return (np.round(x) if ties else x).astype(dtype)  # rounded: equal values in a window
+    data = [(sample(), rng.integers(0, K, 16)) for _ in range(3)]
+
+    def make():
+        model = gs.Sequential([gs.ReLU(), make_pool(), gs.Flatten()], dtype=dtype, seed=0,
+                              input_shape=shape)
+        model.add(gs.Dense(int(np.prod(model.out_shape)), K))
+        return model
+    run_pair(make, lambda: gs.SGD(lr=0.1), gs.SoftmaxCrossEntropy, data, dtype)
+
+
 @needs_gpu
 def test_layers_without_a_cuda_kernel_are_named():
-    model = gs.Sequential([gs.Conv2D(3, 4, 3), gs.Flatten(), gs.Dense(4 * 4 * 4, K)], seed=0,
-                          input_shape=(3, 6, 6))
-    with pytest.raises(ValueError, match="Conv2D"):
+    # BatchNorm runs on (N, F) only on the GPU; after a conv it is spatial (N, C, H, W).
+    model = gs.Sequential([gs.Conv2D(3, 4, 3), gs.BatchNorm(4), gs.Flatten(), gs.Dense(4 * 4 * 4, K)],
+                          seed=0, input_shape=(3, 6, 6))
+    with pytest.raises(ValueError, match="BatchNorm"):
         model.to("cuda")
     assert model.device == "cpu"
+
+
+# Conv nets, (layers, per-sample input shape): every conv variant, a conv in second place (its
+# input gradient runs: col2im) and each pool after a conv (the pools' backward reaches the weights).
+CONVNETS = {
+    "conv2d": (lambda: [gs.Conv2D(3, 4, 3)], (3, 6, 6)),
+    "conv2d_stride_pad_dilation": (lambda: [gs.Conv2D(2, 3, 3, stride=2, padding=2, dilation=2)], (2, 7, 8)),
+    "conv2d_rect_no_bias_l2": (lambda: [gs.Conv2D(3, 4, (2, 3), bias=False, l2=0.01)], (3, 5, 6)),
+    "conv1d_stride_pad": (lambda: [gs.Conv1D(3, 4, 3, stride=2, padding=1)], (3, 9)),
+    "conv2d_twice": (lambda: [gs.Conv2D(2, 4, 3, padding=1), gs.ReLU(), gs.Conv2D(4, 3, 3, stride=2)], (2, 7, 7)),
+    "conv1d_twice": (lambda: [gs.Conv1D(2, 4, 3), gs.Tanh(), gs.Conv1D(4, 3, 2, dilation=2, padding=1)], (2, 10)),
+    "maxpool2d": (lambda: [gs.Conv2D(2, 3, 3, padding=1), gs.MaxPool2D(3, stride=2, padding=1)], (2, 7, 6)),
+    "avgpool2d": (lambda: [gs.Conv2D(2, 3, 3, padding=1), gs.AvgPool2D(3, stride=2, padding=1)], (2, 7, 6)),
+    "maxpool1d": (lambda: [gs.Conv1D(2, 3, 3, padding=1), gs.MaxPool1D(3, stride=2, padding=1)], (2, 9)),
+    "avgpool1d": (lambda: [gs.Conv1D(2, 3, 3, padding=1), gs.AvgPool1D(2)], (2, 9)),
+    "global_avgpool": (lambda: [gs.Conv2D(2, 3, 3, padding=1), gs.GlobalAvgPool()], (2, 5, 5)),
+}
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(CONVNETS))
+def test_conv_nets_match_the_cpu(name, dtype):
+    make_layers, shape = CONVNETS[name]
+    rng = np.random.default_rng(6)
+    data = [(rng.standard_normal((16, *shape)).astype(dtype), rng.integers(0, K, 16)) for _ in range(3)]
+
+    def make():
+        model = gs.Sequential([*make_layers(), gs.Flatten()], dtype=dtype, seed=0, input_shape=shape)
+        model.add(gs.Dense(int(np.prod(model.out_shape)), K))
+        return model
+    run_pair(make, lambda: gs.SGD(lr=0.05, momentum=0.9), gs.SoftmaxCrossEntropy, data, dtype)
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_digits_cnn_fit_matches_the_cpu(dtype):
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+    X, y = load_digits(return_X_y=True)
+    X = (X[:400] / 16.0).reshape(-1, 1, 8, 8).astype(dtype)
+    y = y[:400].astype(np.int64)
+
+    def make():
+        return gs.Sequential([gs.Conv2D(1, 8, 3, padding=1), gs.ReLU(), gs.MaxPool2D(2), gs.Flatten(),
+                              gs.Dense(128, 10)], dtype=dtype, seed=0, input_shape=(1, 8, 8))
+    hist = {}
+    for device in ("cpu", "cuda"):
+        model = make()
+        model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(lr=0.1, momentum=0.9), metrics=["accuracy"])
+        model.to(device)
+        hist[device] = model.fit(X, y, epochs=3, batch_size=32, validation_split=0.2, verbose=0, seed=5)
+        hist[device + "_pred"] = model.predict(X[:50])
+    for key in ("loss", "val_loss", "accuracy"):
+        assert_close(hist["cpu"][key], hist["cuda"][key], dtype, key)
+    assert_close(hist["cpu_pred"], hist["cuda_pred"], dtype, "predictions")
+    assert hist["cuda"]["loss"][-1] < hist["cuda"]["loss"][0]
 
 
 @needs_gpu

@@ -137,6 +137,36 @@ def to_device(array: Any, device: int = 0) -> Any:
 # Ops that act on each value alone run on any per-sample shape (the batch seen as rows of values);
 # the others need (N, F) input, as the MLP kernels here are written for it.
 _ANY_SHAPE = {"Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Identity", "Dropout", "Flatten"}
+# The pools take (C, L), (C, H, W) or (C, ...) input; their geometry goes to the backend as attrs.
+_POOLS = {"MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "GlobalAvgPool"}
+_CONVS = {"Conv1D", "Conv2D"}
+
+
+def _conv_attrs(op_attrs: dict, in_shape: tuple, out_shape: tuple) -> dict[str, float]:
+    """The conv's geometry in the backend's terms (src/cuda/ops.cuh ConvShape): a 1-D conv is a
+    2-D one of height 1; padding comes (top, left, bottom, right), as the C++ ops take it."""
+    k, st, d, p = (tuple(int(v) for v in op_attrs[key]) for key in ("kernel", "stride", "dilation", "padding"))
+    if len(in_shape) == 2:
+        geo = (in_shape[0], 1, in_shape[1], out_shape[0], 1, k[0], 1, st[0], 1, d[0], 0, p[0], 0, p[1])
+    else:
+        geo = (in_shape[0], in_shape[1], in_shape[2], out_shape[0], k[0], k[1], st[0], st[1], d[0], d[1],
+               p[0], p[1], p[2], p[3])
+    names = ("C", "H", "W", "O", "KH", "KW", "SH", "SW", "DH", "DW", "PT", "PL", "PB", "PR")
+    return {f"conv_{n}": float(v) for n, v in zip(names, geo)}
+
+
+def _pool_attrs(kind: str, op_attrs: dict, in_shape: tuple) -> dict[str, float]:
+    """The pool's geometry in the backend's terms (src/cuda/ops.cuh PoolShape): a 1-D pool is a
+    2-D one of height 1; padding comes (top, left, bottom, right), as the C++ ops take it."""
+    if kind == "GlobalAvgPool":
+        return {"pool_C": float(in_shape[0])}
+    k, st, p = (tuple(int(v) for v in op_attrs[key]) for key in ("kernel", "stride", "padding"))
+    if kind.endswith("1D"):
+        geo = (in_shape[0], 1, in_shape[1], 1, k[0], 1, st[0], 0, p[0], 0, p[1])
+    else:
+        geo = (in_shape[0], in_shape[1], in_shape[2], k[0], k[1], st[0], st[1], p[0], p[1], p[2], p[3])
+    names = ("C", "H", "W", "KH", "KW", "SH", "SW", "PT", "PL", "PB", "PR")
+    return {f"pool_{n}": float(v) for n, v in zip(names, geo)}
 
 
 def _check_layers(model: Any) -> set:
@@ -162,15 +192,21 @@ def _layer_specs(model: Any) -> list[tuple]:
         kind, in_shape, out_shape = layer.op_kind, shapes[i], shapes[i + 1]
         if in_shape is None or out_shape is None:
             raise ValueError("to('cuda'): the model's shapes are not known yet (give input_shape)")
-        if kind not in _ANY_SHAPE and len(in_shape) != 1:
+        if kind not in _ANY_SHAPE and kind not in _POOLS and kind not in _CONVS and len(in_shape) != 1:
             raise ValueError(f"to('cuda'): layer {i} ({type(layer).__name__}) on input of shape "
                              f"(N, {', '.join(map(str, in_shape))}): the CUDA backend runs it on "
                              f"(N, features) input only")
         offsets = [off for _, off, _ in layer._op_slots()]
-        if kind in ("Dense", "Maxout") and len(offsets) == 1:
+        if kind in ("Dense", "Maxout", "Conv1D", "Conv2D") and len(offsets) == 1:
             offsets.append(-1)  # no bias
-        attrs = {k: float(v) for k, v in layer._op_attrs().items()
+        op_attrs = layer._op_attrs()
+        attrs = {k: float(v) for k, v in op_attrs.items()
                  if isinstance(v, (int, float, bool, np.integer, np.floating))}
+        if kind in _POOLS:
+            attrs.update(_pool_attrs(kind, op_attrs, tuple(int(d) for d in in_shape)))
+        if kind in _CONVS:
+            attrs.update(_conv_attrs(op_attrs, tuple(int(d) for d in in_shape),
+                                     tuple(int(d) for d in out_shape)))
         specs.append((kind, int(np.prod(in_shape)), int(np.prod(out_shape)), offsets, attrs))
     return specs
 

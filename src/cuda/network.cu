@@ -4,6 +4,7 @@
 #include "cuda/network.cuh"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
@@ -139,13 +140,67 @@ const std::map<std::string, size_t>& op_slots() {
   static const std::map<std::string, size_t> slots = {
       {"Dense", 2}, {"Sigmoid", 0}, {"Tanh", 0}, {"ReLU", 0}, {"LeakyReLU", 0}, {"ELU", 0},
       {"Identity", 0}, {"Dropout", 0}, {"BatchNorm", 2}, {"Maxout", 2}, {"PReLU", 1},
-      {"Softmax", 0}, {"Flatten", 0}};
+      {"Softmax", 0}, {"Flatten", 0}, {"MaxPool1D", 0}, {"MaxPool2D", 0}, {"AvgPool1D", 0},
+      {"AvgPool2D", 0}, {"GlobalAvgPool", 0}, {"Conv1D", 2}, {"Conv2D", 2}};
   return slots;
 }
 
 namespace {
 
 int64_t pieces(const LayerSpec& L) { return static_cast<int64_t>(attr(L, "pieces", 1)); }
+
+bool is_pool(const std::string& k) {
+  return k == "MaxPool1D" || k == "MaxPool2D" || k == "AvgPool1D" || k == "AvgPool2D";
+}
+bool is_maxpool(const std::string& k) { return k == "MaxPool1D" || k == "MaxPool2D"; }
+
+// A pool's geometry from its attrs (pool_C, pool_H, ... as python/gradstep/cuda.py writes them).
+PoolShape pool_shape(const LayerSpec& L) {
+  auto get = [&](const char* key) { return static_cast<int64_t>(attr(L, key, -1)); };
+  return {get("pool_C"),  get("pool_H"),  get("pool_W"),  get("pool_KH"), get("pool_KW"), get("pool_SH"),
+          get("pool_SW"), get("pool_PT"), get("pool_PL"), get("pool_PB"), get("pool_PR")};
+}
+
+bool is_conv(const std::string& k) { return k == "Conv1D" || k == "Conv2D"; }
+
+// A conv's geometry from its attrs (conv_C, conv_H, ... as python/gradstep/cuda.py writes them).
+ConvShape conv_shape(const LayerSpec& L) {
+  auto get = [&](const char* key) { return static_cast<int64_t>(attr(L, key, -1)); };
+  return {get("conv_C"),  get("conv_H"),  get("conv_W"),  get("conv_O"),  get("conv_KH"),
+          get("conv_KW"), get("conv_SH"), get("conv_SW"), get("conv_DH"), get("conv_DW"),
+          get("conv_PT"), get("conv_PL"), get("conv_PB"), get("conv_PR")};
+}
+
+// Values per image in the unfolded input: C·KH·KW · OH·OW.
+int64_t conv_cols(const ConvShape& g) { return g.C * g.KH * g.KW * g.OH() * g.OW(); }
+
+void check_conv(const LayerSpec& L) {
+  const std::string bad = "gradstep CUDA: op '" + L.kind + "' ";
+  const ConvShape g = conv_shape(L);
+  if (g.C < 1 || g.H < 1 || g.W < 1 || g.O < 1 || g.KH < 1 || g.KW < 1 || g.SH < 1 || g.SW < 1 ||
+      g.DH < 1 || g.DW < 1 || g.PT < 0 || g.PL < 0 || g.PB < 0 || g.PR < 0 ||
+      g.H + g.PT + g.PB < g.DH * (g.KH - 1) + 1 || g.W + g.PL + g.PR < g.DW * (g.KW - 1) + 1)
+    throw std::invalid_argument(bad + "has a bad convolution geometry");
+  if (g.C * g.H * g.W != L.in || g.O * g.OH() * g.OW() != L.out)
+    throw std::invalid_argument(bad + "geometry does not match its feature counts");
+}
+
+// Throws unless the geometry is whole and maps L.in values to L.out per sample.
+void check_pool(const LayerSpec& L) {
+  const std::string bad = "gradstep CUDA: op '" + L.kind + "' ";
+  if (L.kind == "GlobalAvgPool") {
+    const int64_t C = static_cast<int64_t>(attr(L, "pool_C", -1));
+    if (C < 1 || L.out != C || L.in % C != 0) throw std::invalid_argument(bad + "has a bad channel count");
+    return;
+  }
+  const PoolShape g = pool_shape(L);
+  if (g.C < 1 || g.H < 1 || g.W < 1 || g.KH < 1 || g.KW < 1 || g.SH < 1 || g.SW < 1 || g.PT < 0 ||
+      g.PL < 0 || g.PB < 0 || g.PR < 0 || g.H + g.PT + g.PB < g.KH || g.W + g.PL + g.PR < g.KW)
+    throw std::invalid_argument(bad + "has a bad pooling geometry");
+  if (g.C * g.H * g.W != L.in || g.C * g.OH() * g.OW() != L.out)
+    throw std::invalid_argument(bad + "geometry does not match its feature counts");
+  if (g.H * g.W > INT32_MAX) throw std::invalid_argument(bad + "has planes too large for int32 argmax");
+}
 
 }  // namespace
 
@@ -169,12 +224,18 @@ Network<T>::Network(std::vector<LayerSpec> layers, int64_t P, int device)
     // Each slot's extent, so no kernel can read or write past the flat buffer.
     std::vector<int64_t> sizes;
     if (k == "Dense") sizes = {L.in * L.out, L.out};
+    else if (is_conv(k)) {
+      check_conv(L);
+      const ConvShape g = conv_shape(L);
+      sizes = {g.O * g.C * g.KH * g.KW, g.O};
+    }
     else if (k == "BatchNorm") sizes = {L.out, L.out};
     else if (k == "Maxout") sizes = {pieces(L) * L.in * L.out, pieces(L) * L.out};
     else if (k == "PReLU") sizes = {static_cast<int64_t>(attr(L, "num_parameters", 1))};
     if (k == "PReLU" && sizes[0] != 1 && sizes[0] != L.out)
       throw std::invalid_argument("gradstep CUDA: PReLU needs 1 or " + std::to_string(L.out) + " slopes");
-    if (k != "Dense" && k != "Maxout" && L.in != L.out)
+    if (is_pool(k) || k == "GlobalAvgPool") check_pool(L);
+    else if (k != "Dense" && k != "Maxout" && !is_conv(k) && L.in != L.out)
       throw std::invalid_argument("gradstep CUDA: op '" + k + "' keeps its feature count");
     if (k == "BatchNorm" && L.slots[1] < 0) throw std::out_of_range("gradstep CUDA: BatchNorm needs beta");
     for (size_t j = 0; j < L.slots.size(); ++j)
@@ -183,7 +244,7 @@ Network<T>::Network(std::vector<LayerSpec> layers, int64_t P, int device)
     if (k == "Maxout" && pieces(L) < 1) throw std::invalid_argument("gradstep CUDA: Maxout needs pieces >= 1");
     if (k == "BatchNorm") bn_layers_.push_back(i);
     if (k == "Dropout") ++num_dropout_;
-    if (k == "Dense" && attr(L, "l2") != 0.0) l2_layers_.push_back(static_cast<int>(i));
+    if ((k == "Dense" || is_conv(k)) && attr(L, "l2") != 0.0) l2_layers_.push_back(static_cast<int>(i));
   }
   require_device(device_);
   activate();
@@ -275,8 +336,9 @@ void Network<T>::reserve(int64_t N) {
     ws->stats.emplace_back(L.kind == "BatchNorm" ? 2 * L.out * t : 0);
     ws->dstats.emplace_back(L.kind == "BatchNorm" ? 2 * L.out * sizeof(double) : 0);
     const bool maxout = L.kind == "Maxout";
-    ws->iextra.emplace_back(maxout ? n * sizeof(int32_t) : 0);
-    ws->dz.emplace_back(maxout ? pieces(L) * n * t : 0);  // z in forward, dz in backward
+    ws->iextra.emplace_back(maxout || is_maxpool(L.kind) ? n * sizeof(int32_t) : 0);
+    // Maxout: z in forward, dz in backward. Conv: the unfolded input, then its gradient.
+    ws->dz.emplace_back(maxout ? pieces(L) * n * t : is_conv(L.kind) ? N * conv_cols(conv_shape(L)) * t : 0);
     scratch = std::max(scratch, batchnorm_scratch(N, L.out));
   }
   const int64_t K = layers_.back().out;
@@ -381,6 +443,25 @@ void Network<T>::enqueue_step(int64_t N, Loss loss, Opt opt) {
       prelu_forward<T>(s, y, x, params + L.slots[0], N, O, static_cast<int64_t>(attr(L, "num_parameters", 1)));
     } else if (L.kind == "Softmax") {
       softmax_forward<T>(s, y, x, N, O);
+    } else if (is_conv(L.kind)) {
+      // y_n (O, L) = W (O, CKK) · col_n (CKK, L) for every image; column-major, y_nᵀ = col_nᵀ·Wᵀ.
+      const ConvShape g = conv_shape(L);
+      const int64_t Lo = g.OH() * g.OW(), R = g.C * g.KH * g.KW;
+      T* col = w.dz[i].template as<T>();
+      const T* W = params + L.slots[0];
+      const bool has_b = L.slots[1] >= 0;
+      conv_im2col<T>(s, col, x, N, g);
+      if (has_b) conv_fill_bias<T>(s, y, params + L.slots[1], N, g.O, Lo);
+      gemm_batched(false, false, Lo, g.O, R, col, Lo, R * Lo, W, R, 0, has_b ? T(1) : T(0), y, Lo,
+                   g.O * Lo, N);
+      const double l2 = attr(L, "l2");
+      if (l2 != 0.0) sum_squares<T>(s, scalars + 2 + pen++, W, g.O * R, 0.5 * l2);
+    } else if (is_maxpool(L.kind)) {
+      maxpool_forward<T>(s, y, w.iextra[i].template as<int32_t>(), x, N, pool_shape(L));
+    } else if (is_pool(L.kind)) {
+      avgpool_forward<T>(s, y, x, N, pool_shape(L));
+    } else if (L.kind == "GlobalAvgPool") {
+      global_avgpool_forward<T>(s, y, x, N, O, I / O);
     }
     x = y;
   }
@@ -437,6 +518,31 @@ void Network<T>::enqueue_step(int64_t N, Loss loss, Opt opt) {
                         params + L.slots[0], N, O, C);
     } else if (L.kind == "Softmax") {
       if (need_dx) softmax_backward<T>(s, dnext, dy, y, N, O);
+    } else if (is_conv(L.kind)) {
+      const ConvShape g = conv_shape(L);
+      const int64_t Lo = g.OH() * g.OW(), R = g.C * g.KH * g.KW;
+      T* col = w.dz[i].template as<T>();
+      const T* W = params + L.slots[0];
+      T* dW = grads + L.slots[0];
+      const double l2 = attr(L, "l2");
+      if (l2 != 0.0) scale<T>(s, dW, W, static_cast<T>(l2), g.O * R);
+      // dW (O, CKK) += dy_n (O, L) · col_nᵀ, image by image in order (a fixed summation order);
+      // column-major, dWᵀ (CKK, O) += col_n · dy_nᵀ.
+      for (int64_t m = 0; m < N; ++m)
+        gemm(true, false, R, g.O, Lo, T(1), col + m * R * Lo, Lo, dy + m * g.O * Lo, Lo,
+             (m == 0 && l2 == 0.0) ? T(0) : T(1), dW, R);
+      if (L.slots[1] >= 0) conv_bias_grad<T>(s, grads + L.slots[1], dy, N, g.O, Lo);
+      if (need_dx) {
+        // dcol_n (CKK, L) = Wᵀ · dy_n, written over col (read above, same stream); then folded.
+        gemm_batched(false, true, Lo, R, g.O, dy, Lo, g.O * Lo, W, R, 0, T(0), col, Lo, R * Lo, N);
+        conv_col2im<T>(s, dnext, col, N, g);
+      }
+    } else if (is_maxpool(L.kind)) {
+      if (need_dx) maxpool_backward<T>(s, dnext, dy, w.iextra[i].template as<int32_t>(), N, pool_shape(L));
+    } else if (is_pool(L.kind)) {
+      if (need_dx) avgpool_backward<T>(s, dnext, dy, N, pool_shape(L));
+    } else if (L.kind == "GlobalAvgPool") {
+      if (need_dx) global_avgpool_backward<T>(s, dnext, dy, N, O, I / O);
     }
     std::swap(dy, dnext);
   }

@@ -86,6 +86,49 @@ template <class T>
 void maxout_scatter(cudaStream_t s, T* dz, const T* dy, const int32_t* argmax, int64_t N,
                     int64_t O, int64_t P);
 
+// ---- conv.cu --------------------------------------------------------------------------------
+// The conv geometry (core/conv.hpp's ConvGeometry; a 1-D conv is H = KH = SH = DH = 1, PT = PB = 0).
+struct ConvShape {
+  int64_t C, H, W, O, KH, KW, SH, SW, DH, DW, PT, PL, PB, PR;
+  __host__ __device__ int64_t OH() const { return (H + PT + PB - DH * (KH - 1) - 1) / SH + 1; }
+  __host__ __device__ int64_t OW() const { return (W + PL + PR - DW * (KW - 1) - 1) / SW + 1; }
+};
+// col (N, C·KH·KW, OH·OW) from x (N,C,H,W).
+template <class T>
+void conv_im2col(cudaStream_t s, T* col, const T* x, int64_t N, const ConvShape& g);
+// dx (N,C,H,W) from dcol (N, C·KH·KW, OH·OW): the sum of the entries that unfold from each value.
+template <class T>
+void conv_col2im(cudaStream_t s, T* dx, const T* dcol, int64_t N, const ConvShape& g);
+// y (N,O,L) = b[o]; db (O) = Σ over n and l of dy (N,O,L).
+template <class T>
+void conv_fill_bias(cudaStream_t s, T* y, const T* b, int64_t N, int64_t O, int64_t L);
+template <class T>
+void conv_bias_grad(cudaStream_t s, T* db, const T* dy, int64_t N, int64_t O, int64_t L);
+
+// ---- pool.cu --------------------------------------------------------------------------------
+// The pooling geometry (core/pool.hpp's PoolGeometry; a 1-D pool is H = KH = SH = 1, PT = PB = 0).
+struct PoolShape {
+  int64_t C, H, W, KH, KW, SH, SW, PT, PL, PB, PR;
+  __host__ __device__ int64_t OH() const { return (H + PT + PB - KH) / SH + 1; }
+  __host__ __device__ int64_t OW() const { return (W + PL + PR - KW) / SW + 1; }
+};
+// y, argmax (N,C,OH,OW); x (N,C,H,W). A window wholly in the padding gives -inf and argmax -1.
+template <class T>
+void maxpool_forward(cudaStream_t s, T* y, int32_t* argmax, const T* x, int64_t N, const PoolShape& g);
+// dx (N,C,H,W) = the sum of dy over the windows whose argmax is that value.
+template <class T>
+void maxpool_backward(cudaStream_t s, T* dx, const T* dy, const int32_t* argmax, int64_t N,
+                      const PoolShape& g);
+template <class T>
+void avgpool_forward(cudaStream_t s, T* y, const T* x, int64_t N, const PoolShape& g);
+template <class T>
+void avgpool_backward(cudaStream_t s, T* dx, const T* dy, int64_t N, const PoolShape& g);
+// y (N,C); x (N,C,S).
+template <class T>
+void global_avgpool_forward(cudaStream_t s, T* y, const T* x, int64_t N, int64_t C, int64_t S);
+template <class T>
+void global_avgpool_backward(cudaStream_t s, T* dx, const T* dy, int64_t N, int64_t C, int64_t S);
+
 // ---- loss.cu --------------------------------------------------------------------------------
 enum class Loss : int { kSoftmaxXent, kSoftmaxXentSoft, kMSE, kBCE, kBCELogits, kNLL };
 // Fused forward + backward: dout (N,K) = the loss gradient, *value (device double) = the mean
