@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import platform
 import statistics
@@ -223,7 +224,12 @@ def main(argv=None) -> int:
         print(line, flush=True)
     # The batch-512 row against the BLAS's own GFLOP/s, and the 1 -> 2 thread scaling of the step.
     sizes512 = ROWS[2][1]
-    blas = blas_gflops(sizes512, 512, args.threads, args.repeats)
+    try:
+        import threadpoolctl  # noqa: F401  (sets numpy's BLAS thread count for the yardstick)
+        blas = blas_gflops(sizes512, 512, args.threads, args.repeats)
+    except ImportError:  # a machine without threadpoolctl: the rest of the table still runs
+        blas = float("nan")
+        print("threadpoolctl is not installed: no OpenBLAS yardstick row", file=sys.stderr)
     gs.set_num_threads(1)
     torch.set_num_threads(1)
     one, _ = bench_row(sizes512, "relu", 512, max(5, args.repeats // 2), 1)
@@ -238,7 +244,9 @@ def main(argv=None) -> int:
               f"{one['gradstep'] / two['gradstep']:.2f}× | ≥ 1.6× |",
               f"| PyTorch step, 1 thread → {args.threads} threads | {one['torch'] * 1e3:.2f} → {two['torch'] * 1e3:.2f} ms = "
               f"{one['torch'] / two['torch']:.2f}× | |"]
-    if not args.no_sklearn:
+    if not args.no_sklearn and importlib.util.find_spec("sklearn") is None:
+        print("scikit-learn is not installed: no per-epoch MLPClassifier row", file=sys.stderr)
+    elif not args.no_sklearn:
         sk = bench_sklearn_epoch(max(3, args.repeats // 3))
         lines += ["", "| per epoch, digits, 64-128-64-10 ReLU, Adam, batch 32 | gradstep s | scikit-learn s | ratio | target |",
                   "|---|---|---|---|---|",
