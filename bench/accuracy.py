@@ -19,7 +19,7 @@ The CNN recipes (issue 8) train with the same split, initial weights and batch o
 - lenet-fashion: Fashion-MNIST from Debian's dataset-fashion-mnist IDX files
   (`gs.datasets.load_fashion_mnist`: 60000 train / 10000 test, (N, 1, 28, 28) scaled to [0, 1]);
   LeNet-5 (conv5x5 1->6 pad 2, ReLU, max-pool 2, conv5x5 6->16, ReLU, max-pool 2, Flatten,
-  Dense 400->120->84->10, ReLU between); Adam lr 1e-3, batch 128, `--epochs` (default 4) epochs.
+  Dense 400->120->84->10, ReLU between); Adam lr 1e-3, batch 128, `--epochs` (default 5) epochs.
 The gradstep side runs `Sequential.train_step` (falling back to a layer-by-layer loop where
 Sequential does not take image input); both give the same bits.
 """
@@ -86,7 +86,7 @@ def _cnn_data(recipe: str, seed: int, epochs: int | None = None):
     if recipe == "lenet-fashion":
         X, y = gs.datasets.load_fashion_mnist(kind="train")
         Xt, yt = gs.datasets.load_fashion_mnist(kind="test")
-        return X, y, Xt, yt, "lenet", 1e-3, 128, epochs or 4
+        return X, y, Xt, yt, "lenet", 1e-3, 128, epochs or 5
     if recipe == "digits-cnn":
         from sklearn.model_selection import train_test_split
         X, y = gs.datasets.load_digits(images=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import os
 import platform
 import statistics
@@ -244,7 +243,11 @@ def main(argv=None) -> int:
               f"{one['gradstep'] / two['gradstep']:.2f}× | ≥ 1.6× |",
               f"| PyTorch step, 1 thread → {args.threads} threads | {one['torch'] * 1e3:.2f} → {two['torch'] * 1e3:.2f} ms = "
               f"{one['torch'] / two['torch']:.2f}× | |"]
-    if not args.no_sklearn and importlib.util.find_spec("sklearn") is None:
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        sklearn = None
+    if not args.no_sklearn and sklearn is None:
         print("scikit-learn is not installed: no per-epoch MLPClassifier row", file=sys.stderr)
     elif not args.no_sklearn:
         sk = bench_sklearn_epoch(max(3, args.repeats // 3))

@@ -49,7 +49,7 @@ if [[ $rc -ne 0 ]]; then
   exit 1
 fi
 
-export PYTHONPATH=$PWD/python OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
+export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
 pin="taskset -c 0,1"
 command -v taskset >/dev/null || { echo "taskset not found: running unpinned"; pin=""; }
 
