@@ -24,7 +24,8 @@ py=$(command -v python)
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) x $(nproc)"
   echo "load: $(cat /proc/loadavg)"
   "$py" -c 'import sys, numpy, torch; print("python", sys.version.split()[0], "numpy", numpy.__version__, "torch", torch.__version__)'
-  echo "note: the accuracy/timing runs on the shared dev machine used torch 2.13; this machine's torch is above"
+  "$py" -c 'import torch; v = torch.__version__
+if not v.startswith("2.13"): print(f"NOTE: PyTorch here is {v}, not the 2.13 of the dev machine'"'"'s numbers in bench/README.md")'
   echo "git: $(git rev-parse HEAD 2>/dev/null || echo 'no git')"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
