@@ -6,9 +6,13 @@ from typing import Any
 
 
 class Callback:
-    """Base class: every hook is a no-op; subclasses override the ones they need."""
+    """Base class: every hook is a no-op; subclasses override the ones they need.
+
+    `main_process_only = True` marks a callback that writes files or prints: in data-parallel
+    training (gradstep.distributed) it runs on rank 0 only; the others run on every rank."""
 
     model: Any = None
+    main_process_only = False
 
     def set_model(self, model: Any) -> None:
         """Remember the model being trained (as `self.model`)."""

@@ -167,6 +167,8 @@ class ModelCheckpoint(Callback):
     loadable with `gs.load`. After training: `best`, `best_epoch`, `saved` (the paths written).
     """
 
+    main_process_only = True
+
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss",
                  save_best_only: bool = True, mode: str = "auto") -> None:
         self.path = _check_path(path, "ModelCheckpoint: path")
@@ -272,6 +274,8 @@ class CSVLogger(Callback):
     crashes later. With `append=True` rows are added to an existing file under its own header
     (whose columns must match the logs).
     """
+
+    main_process_only = True
 
     def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
         self.path = _check_path(path, "CSVLogger: path")
@@ -470,6 +474,8 @@ class TensorBoard(Callback):
     Needs tensorboardX (`pip install tensorboardX`); without it the constructor raises ImportError
     saying so. View with `tensorboard --logdir <logdir>`.
     """
+
+    main_process_only = True
 
     def __init__(self, logdir: str | os.PathLike) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import _checks, _engine, _interrupt, _random
+from . import distributed as _distributed
 from . import preprocessing as _prep
 from . import losses as _losses
 from . import metrics as _metrics
@@ -485,13 +486,18 @@ class Sequential:
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks: Any = None, verbose: int = 1,
-            seed: int | None = None, initial_epoch: int | None = None) -> History:
+            seed: int | None = None, initial_epoch: int | None = None, distributed: Any = "auto") -> History:
         """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept).
 
         With `initial_epoch` (Keras's meaning) training resumes at that epoch index and runs up to
         epoch `epochs` (so `epochs - initial_epoch` epochs): epoch numbers, schedules and the
-        per-epoch shuffling continue as in one uninterrupted run."""
+        per-epoch shuffling continue as in one uninterrupted run.
+
+        `distributed="auto"` trains data-parallel when the process is one of several started by an
+        MPI launcher (`mpiexec -n K python train.py`), "mpi" insists on MPI, None never uses it;
+        see gradstep.distributed."""
         self._require_compiled("fit")
+        run = _distributed.runner(self, distributed)
         epochs = _checks.check_int(epochs, "fit: epochs", 1)
         if initial_epoch is not None:
             initial_epoch = _checks.check_int(initial_epoch, "fit: initial_epoch", 0)
@@ -517,7 +523,8 @@ class Sequential:
                                  "samples for validation; need at least one on each side")
             val = (X[-n_val:], y[-n_val:])
             X, y = X[:-n_val], y[:-n_val]
-        callbacks = self._check_callbacks(callbacks)
+        seed = run.setup(self, X, y, val, seed)
+        callbacks = run.callbacks(self._check_callbacks(callbacks))
 
         if initial_epoch is not None:
             self.epochs_done, epochs = initial_epoch, epochs - initial_epoch
@@ -535,12 +542,13 @@ class Sequential:
         if n % batch_size == 1 and any(type(l).__name__ == "BatchNorm" for l in self.layers):
             raise ValueError(f"fit: the last batch would hold 1 sample ({n} samples, batch_size={batch_size}), "
                              "and BatchNorm needs more than 1 per batch in training; change batch_size")
+        run.check_batches(n, batch_size, any(type(l).__name__ == "BatchNorm" for l in self.layers))
         # Mini-batches are gathered into buffers made once per fit: a step allocates nothing.
         xbuf = np.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
         ybuf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
         # On a GPU the training set is copied to the device once and each batch gathered there.
         device_data = self._on_device().upload(X, y) if self.device != "cpu" else None
-        progress = _progress_factory(verbose)
+        progress = _progress_factory(verbose if run.is_main else 0)
         ended_normally = False
         sigint = _interrupt.deferred()
         interrupt = sigint.__enter__()
@@ -551,6 +559,7 @@ class Sequential:
                     cb.on_epoch_begin(epoch, {})
                 rng = np.random.default_rng([seed, epoch])
                 self._seed_dropout(rng)
+                run.seed_dropout(self, seed, epoch)
                 order = rng.permutation(n) if shuffle else None
                 sums = {"loss": 0.0}
                 tracker = _metrics.Tracker(self.metrics, self.loss)
@@ -558,23 +567,24 @@ class Sequential:
                 stopped_in_batch = False
                 for b in range(n_batches):
                     lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                    mine, end = run.share(lo, hi)  # this process's rows of the batch (all of them on one)
                     if device_data is not None:
                         idx = order[lo:hi] if shuffle else np.arange(lo, hi)
                         yb = y[idx]
                         self._last_output = None
                         value = self._device_engine.step_indices(device_data, idx)
                         self._host_stale = True
-                    elif shuffle:
-                        idx = order[lo:hi]
-                        xb, yb = xbuf[:hi - lo], ybuf[:hi - lo]
-                        np.take(X, idx, axis=0, out=xb)
-                        np.take(y, idx, axis=0, out=yb)
-                        value = self.train_step(xb, yb)
                     else:
-                        xb, yb = X[lo:hi], y[lo:hi]
-                        value = self.train_step(xb, yb)
+                        if shuffle:
+                            idx = order[mine:end]
+                            xb, yb = xbuf[:end - mine], ybuf[:end - mine]
+                            np.take(X, idx, axis=0, out=xb)
+                            np.take(y, idx, axis=0, out=yb)
+                        else:
+                            xb, yb = X[mine:end], y[mine:end]
+                        value = run.step(self, xb, yb, hi - lo)
                     sums["loss"] += value * (hi - lo)
-                    if self.metrics:
+                    if self.metrics and len(yb):
                         tracker.update(self._train_output(), yb)
                     if bar is not None:
                         bar.update(1)
@@ -588,13 +598,15 @@ class Sequential:
                         self.interrupted_at = (epoch, b + 1, n_batches)
                         raise KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1} after batch "
                                                 f"{b + 1} of {n_batches}")
-                    if self.stop_training:
+                    if run.any_stop(self.stop_training, batch=True):
+                        self.stop_training = True
                         stopped_in_batch = True
                         break
                 seen = n if not stopped_in_batch else min(n, (b + 1) * batch_size)
-                logs = {"loss": sums["loss"] / seen, **tracker.results()}
+                run.end_epoch(self)
+                logs = {"loss": sums["loss"] / seen, **run.results(tracker)}
                 if val is not None:
-                    for k, v in self._evaluate_arrays(*val, batch_size=max(batch_size, 256)).items():
+                    for k, v in run.evaluate(self, *val, batch_size=max(batch_size, 256)).items():
                         logs["val_" + k] = v
                 logs["lr"] = float(self.optimizer.lr)
                 if bar is not None:
@@ -604,9 +616,13 @@ class Sequential:
                 history.append(epoch, logs)
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)
-                if self.stop_training:
+                if run.any_stop(self.stop_training):
+                    self.stop_training = True
                     break
             ended_normally = True
+        except BaseException as exc:
+            run.failed(exc)  # with MPI: report and end every rank's process
+            raise
         finally:
             sigint.__exit__(None, None, None)
             # An exception (Ctrl-C included) still ends the callbacks (files closed), flagged so
@@ -651,16 +667,20 @@ class Sequential:
         return self._evaluate_arrays(X, y, batch_size)
 
     def _evaluate_arrays(self, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
-        n = X.shape[0]
+        total, tracker = self._evaluate_sums(X, y, batch_size)
+        return {"loss": total / X.shape[0] + self.penalty(), **tracker.results()}
+
+    def _evaluate_sums(self, X: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, Any]:
+        """(sum of the per-row losses, metrics tracker) over (X, y) in evaluation mode."""
         total = 0.0
         tracker = _metrics.Tracker(self.metrics, self.loss)
-        for start in range(0, n, batch_size):
+        for start in range(0, X.shape[0], batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             out = self.forward(xb, training=False)
             total += self.loss.forward(out, yb) * xb.shape[0]
             if self.metrics:
                 tracker.update(out, yb)
-        return {"loss": total / n + self.penalty(), **tracker.results()}
+        return total, tracker
 
     def __call__(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """`model(X)` is `model.predict(X)` (as Keras's)."""

@@ -35,7 +35,15 @@ whatever `n_jobs` is. `seed=None` draws the base seed from the library generator
 
 Parallel trials: `n_jobs > 1` (or -1 for all cores) runs trials in joblib's loky worker processes,
 each with one kernel thread (`gs.set_num_threads(1)`) so that workers do not oversubscribe the
-cores. `build` (and a callable `metric`) are sent to the workers with cloudpickle: a module-level
+cores.
+
+Trials on a cluster: `scheduler="tcp://host:8786"` (a Dask scheduler's address, or a
+`dask.distributed.Client`) runs the trials on that cluster's workers through joblib's Dask backend
+(`pip install 'gradstep[dask]'`), one kernel thread per trial, as many trials at once as the
+workers have threads (`n_jobs` is not used). The results equal those of `n_jobs=1`: a trial's
+seeds do not depend on where it runs. When a worker dies, the scheduler runs its trials again on
+the others. The workers need gradstep installed, and `build` must pickle (see below); the data is
+sent to the workers once. `build` (and a callable `metric`) are sent to the workers with cloudpickle: a module-level
 function, a lambda or a closure over picklable values works; one that captures an open file, a
 lock or a gs model does not.
 """
@@ -44,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -61,6 +70,8 @@ METRICS = ("accuracy", "loss", "mse", "mae")
 # trials agree still leaves room to search).
 _WIDEN = 0.25
 _MIN_WIDEN = 0.1
+_BUILD_LOCK = threading.Lock()
+_CONNECT_TIMEOUT = "20s"  # how long to try reaching a Dask scheduler
 
 
 # ---- distributions ------------------------------------------------------------------------------
@@ -359,13 +370,15 @@ class SearchResult:
 @contextlib.contextmanager
 def _library_seeded(seed: int) -> Iterator[None]:
     """Seed the library generator while `build` runs (layers without a seed draw their weights
-    from it), then put the caller's generator back untouched."""
-    saved = _random._generator
-    _random.seed(seed)
-    try:
-        yield
-    finally:
-        _random._generator = saved
+    from it), then put the caller's generator back untouched. One build at a time: trials may run
+    in threads of one process (a Dask worker's), and the library generator is global."""
+    with _BUILD_LOCK:
+        saved = _random._generator
+        _random.seed(seed)
+        try:
+            yield
+        finally:
+            _random._generator = saved
 
 
 def _build(build: Callable[[dict], Any], params: dict[str, Any], init_seed: int) -> Any:
@@ -433,7 +446,7 @@ def _run_trial(build: Callable[[dict], Any], params: dict[str, Any], X: np.ndarr
             _metric_name(metric, model)  # a wrong metric name is the user's mistake: raise before training
         stop = TerminateOnNaN()
         history = model.fit(X_tr, y_tr, epochs=epochs, batch_size=batch_size, validation_data=(X_va, y_va),
-                            verbose=0, seed=fit_seed, callbacks=[stop])
+                            verbose=0, seed=fit_seed, callbacks=[stop], distributed=None)
         score, why = _score_fold(model, history, metric, X_va, y_va)
         label = _describe_metric(metric if metric is not None else _metric_name(None, model))
         scores.append(score)
@@ -487,7 +500,7 @@ class _Setup:
 
     def __init__(self, where: str, build: Any, X: Any, y: Any, cv: Any, validation_data: Any,
                  validation_split: float, seed: Any, n_jobs: Any, batch_size: Any, metric: Any,
-                 verbose: Any) -> None:
+                 verbose: Any, scheduler: Any = None) -> None:
         if not callable(build):
             raise TypeError(f"{where}: build must be a function params -> compiled gs.Sequential, "
                             f"got {type(build).__name__}")
@@ -510,6 +523,8 @@ class _Setup:
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0 or n_jobs < -1:
             raise ValueError(f"{where}: n_jobs must be an int >= 1 or -1 (all cores), got {n_jobs!r}")
         self.n_jobs = int(n_jobs)
+        self.scheduler = _check_scheduler(scheduler, where)
+        self.where = where
         self.seed = (_random.draw_seed(_random.generator()) if seed is None
                      else _checks.check_int(seed, f"{where}: seed", 0))
         self.validation_data = None
@@ -576,13 +591,28 @@ class _Setup:
             return (self.build, t.params, self.X, self.y, self.folds, self.validation_data, t.epochs,
                     self.batch_size, self.metric, t.init_seed, t.seed, one_thread)
 
-        if self.n_jobs == 1:
-            outputs: Any = (_run_trial(*args(t, False)) for t in specs)
-        else:
-            from joblib import Parallel, delayed
+        with contextlib.ExitStack() as stack:
+            if self.scheduler is not None:
+                from joblib import Parallel, delayed, parallel_config
 
-            parallel = Parallel(n_jobs=self.n_jobs, backend="loky", return_as="generator")
-            outputs = parallel(delayed(_run_trial)(*args(t, True)) for t in specs)
+                client = stack.enter_context(_dask_client(self.scheduler, self.where))
+                # The data goes to every worker once, up front: what joblib would scatter on its own
+                # lives on one worker and is lost with it, failing the search.
+                stack.enter_context(parallel_config(backend="dask", client=client, scatter=[self.X, self.y]))
+                parallel = Parallel(n_jobs=-1, return_as="generator")
+                outputs: Any = parallel(delayed(_run_trial)(*args(t, True)) for t in specs)
+            elif self.n_jobs == 1:
+                outputs = (_run_trial(*args(t, False)) for t in specs)
+            else:
+                from joblib import Parallel, delayed
+
+                parallel = Parallel(n_jobs=self.n_jobs, backend="loky", return_as="generator")
+                outputs = parallel(delayed(_run_trial)(*args(t, True)) for t in specs)
+            trials += self._collect(specs, outputs, total)
+        return trials
+
+    def _collect(self, specs: list[Trial], outputs: Any, total: int) -> list[Trial]:
+        trials = []
         for t, out in zip(specs, outputs):
             t.score, t.fold_scores, t.histories = out["score"], out["fold_scores"], out["histories"]
             t.status, t.message, t.seconds = out["status"], out["message"], out["seconds"]
@@ -606,8 +636,40 @@ class _Setup:
             return None, None
         model = _build(self.build, best.params, best.init_seed)
         history = model.fit(self.X, self.y, epochs=best.epochs, batch_size=self.batch_size,
-                            validation_data=self.validation_data, verbose=0, seed=best.seed)
+                            validation_data=self.validation_data, verbose=0, seed=best.seed,
+                            distributed=None)
         return model, history
+
+
+def _check_scheduler(scheduler: Any, where: str) -> Any:
+    """None, a Dask scheduler address ("tcp://host:8786") or a dask.distributed.Client."""
+    if scheduler is None or isinstance(scheduler, str) and scheduler:
+        return scheduler
+    if type(scheduler).__name__ == "Client" and type(scheduler).__module__.startswith("distributed"):
+        return scheduler
+    raise TypeError(f"{where}: scheduler must be a Dask scheduler address like 'tcp://host:8786' or a "
+                    f"dask.distributed.Client, got {type(scheduler).__name__} {scheduler!r}")
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: Any, where: str) -> Iterator[Any]:
+    """A client of the scheduler (one we connect is closed afterwards; a given Client is kept)."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ImportError(f"{where}: scheduler= needs dask.distributed: pip install 'gradstep[dask]'") from None
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    try:
+        client = Client(scheduler, timeout=_CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ConnectionError(f"{where}: cannot reach the Dask scheduler at {scheduler!r} ({e}); start one "
+                              f"with `dask scheduler` and workers with `dask worker {scheduler}`") from None
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _check_epochs_trials(trials: Any, epochs: Any, where: str) -> tuple[int, int]:
@@ -617,7 +679,7 @@ def _check_epochs_trials(trials: Any, epochs: Any, where: str) -> tuple[int, int
 def random_search(build: Callable[[dict], Any], space: dict[str, Any], X: Any, y: Any, trials: int = 20,
                   epochs: int = 5, cv: int | None = None, validation_data: Any = None, seed: int | None = None,
                   n_jobs: int = 1, batch_size: int = 32, metric: Any = None, verbose: int = 0,
-                  validation_split: float = 0.2, refit: bool = True) -> SearchResult:
+                  validation_split: float = 0.2, refit: bool = True, scheduler: Any = None) -> SearchResult:
     """Draw `trials` parameter sets from `space`, train `build(params)` on X, y for `epochs` epochs
     each and score it (see the module's docstring for how). Returns a SearchResult, best first.
 
@@ -627,7 +689,7 @@ def random_search(build: Callable[[dict], Any], space: dict[str, Any], X: Any, y
     space = _check_space(space, where)
     trials, epochs = _check_epochs_trials(trials, epochs, where)
     setup = _Setup(where, build, X, y, cv, validation_data, validation_split, seed, n_jobs, batch_size,
-                   metric, verbose)
+                   metric, verbose, scheduler)
     jobs = [(i, 0, _sample(space, _trial_seeds(setup.seed, 0, i)[0]), epochs) for i in range(trials)]
     try:
         done = setup.run(jobs, trials)
@@ -643,7 +705,7 @@ def coarse_to_fine(build: Callable[[dict], Any], space: dict[str, Any], X: Any, 
                    stages: Sequence[tuple[int, int]] = ((20, 2), (10, 10)), top: int | None = None,
                    cv: int | None = None, validation_data: Any = None, seed: int | None = None,
                    n_jobs: int = 1, batch_size: int = 32, metric: Any = None, verbose: int = 0,
-                   validation_split: float = 0.2, refit: bool = True) -> SearchResult:
+                   validation_split: float = 0.2, refit: bool = True, scheduler: Any = None) -> SearchResult:
     """Random search in stages, `stages` a list of (trials, epochs): many short trials first, then
     fewer, longer ones in a narrowed space.
 
@@ -669,7 +731,7 @@ def coarse_to_fine(build: Callable[[dict], Any], space: dict[str, Any], X: Any, 
     if top is not None:
         top = _checks.check_int(top, f"{where}: top", 1)
     setup = _Setup(where, build, X, y, cv, validation_data, validation_split, seed, n_jobs, batch_size,
-                   metric, verbose)
+                   metric, verbose, scheduler)
     total = sum(t for t, _ in plan)
     setup.stages = len(plan)
     spaces, done, index = [], [], 0

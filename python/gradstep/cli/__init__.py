@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"gradstep: error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except (FileNotFoundError, IsADirectoryError, PermissionError, ConnectionError) as e:
         print(f"gradstep: error: {e}", file=sys.stderr)
         return 2
     except (ValueError, TypeError) as e:

@@ -2,6 +2,7 @@
 
     gradstep search --data digits --trials 20 --epochs 5 --lr-range 1e-4,1e-1
     gradstep search --stages 20x2,10x10 --lr-range 1e-4,1e-1 --layers-choices 64 128,64 --cv 3 --n-jobs 2
+    gradstep search --trials 200 --scheduler tcp://head-node:8786     # trials on a Dask cluster
 
 It takes the same data and model flags as `train` (the model flags that are not searched stay
 fixed), holds out `--test` of the data for a final test of the best model, scores every trial
@@ -84,6 +85,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--cv", type=_cv, default=None,
                    help="score by K-fold cross-validation (default: on the --val split)")
     s.add_argument("--n-jobs", type=_n_jobs, default=1, help="trials run in parallel processes (-1: all cores)")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the trials on the Dask cluster of this scheduler, e.g. tcp://host:8786, instead of "
+                        "--n-jobs processes here (default: none)")
     s.add_argument("--metric", choices=["accuracy", "loss", "mse", "mae"], default=None,
                    help="what to score (default: accuracy for classification, loss for regression)")
     s.add_argument("--lr-range", type=_range(log=True), default=None,
@@ -165,7 +169,8 @@ def run(args: Any) -> int:
     if metric == "mse":
         metric = "loss"  # the regression models train with MSE: their loss is the mse (plus any L2 term)
     common_args = dict(cv=args.cv, validation_split=args.val, seed=args.seed, n_jobs=args.n_jobs,
-                       batch_size=args.batch_size, metric=metric, verbose=0 if args.quiet else 1)
+                       batch_size=args.batch_size, metric=metric, verbose=0 if args.quiet else 1,
+                       scheduler=args.scheduler)
     scoring = f"{args.cv}-fold cross-validation" if args.cv else f"a {args.val:g} validation split"
     print(f"task: {task.name} ({task.why})")
     print(prep.describe())

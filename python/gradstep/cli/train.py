@@ -11,6 +11,7 @@ uninterrupted run would have given when it resumes from the end of an epoch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -74,6 +75,9 @@ def run(args: Any) -> int:
         raise UsageError("--pretrain-noise: give the pre-training epochs too (--pretrain EPOCHS)")
     if args.pretrain and args.resume:
         raise UsageError("--pretrain: a resumed run continues from its saved weights; pre-train a new run instead")
+    if not gs.distributed.is_main():  # under mpiexec fit trains data-parallel; rank 0 reports and saves
+        args.out = args.plot = None
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the process's stdout from here on)
 
     model = None
     if args.resume:
