@@ -1,6 +1,6 @@
 """The default `gradstep train` recipe against PyTorch trained with the same recipe, same run.
 
-    python bench/accuracy.py [--seeds 3] [--recipe dense|digits-cnn|mnist1d-cnn]
+    python bench/accuracy.py [--seeds 3] [--recipe dense|digits-cnn|mnist1d-cnn|lenet-fashion]
 
 Recipe (the CLI's defaults): digits standardized with scikit-learn's scaler fit on the training
 part, a stratified 20% test split, 20% of the rest held out for validation, 64-128-64-10 ReLU
@@ -16,6 +16,10 @@ The CNN recipes (issue 8) train with the same split, initial weights and batch o
   1000 test signals of length 40; `get_dataset` would download and is never called); the authors'
   CNN: Conv1D 1->25 k5, two Conv1D 25->25 k3, all stride 2 padding 1, ReLU, Dense 125->10;
   Adam lr 1e-2, batch 100, 150 epochs (6000 steps).
+- lenet-fashion: Fashion-MNIST from Debian's dataset-fashion-mnist IDX files
+  (`gs.datasets.load_fashion_mnist`: 60000 train / 10000 test, (N, 1, 28, 28) scaled to [0, 1]);
+  LeNet-5 (conv5x5 1->6 pad 2, ReLU, max-pool 2, conv5x5 6->16, ReLU, max-pool 2, Flatten,
+  Dense 400->120->84->10, ReLU between); Adam lr 1e-3, batch 128, `--epochs` (default 5) epochs.
 The gradstep side runs `Sequential.train_step` (falling back to a layer-by-layer loop where
 Sequential does not take image input); both give the same bits.
 """
@@ -76,31 +80,35 @@ def run(seed: int) -> dict[str, float]:
     return {"gs_acc": acc_gs, "torch_acc": acc_torch, "gs_s": t_gs, "torch_s": t_torch}
 
 
-def _cnn_data(recipe: str, seed: int):
+def _cnn_data(recipe: str, seed: int, epochs: int | None = None):
     """(X_fit, y_fit, X_test, y_test, layers builder, lr, batch, epochs) for a CNN recipe."""
     import gradstep as gs
+    if recipe == "lenet-fashion":
+        X, y = gs.datasets.load_fashion_mnist(kind="train")
+        Xt, yt = gs.datasets.load_fashion_mnist(kind="test")
+        return X, y, Xt, yt, "lenet", 1e-3, 128, epochs or 5
     if recipe == "digits-cnn":
         from sklearn.model_selection import train_test_split
         X, y = gs.datasets.load_digits(images=True)
         X = X / np.float32(16.0)
         X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=seed, stratify=y)
         n_val = int(len(X_tr) * 0.2)
-        return X_tr[:-n_val], y_tr[:-n_val], X_te, y_te, "digits_cnn", 3e-3, 32, 40
+        return X_tr[:-n_val], y_tr[:-n_val], X_te, y_te, "digits_cnn", 3e-3, 32, epochs or 40
     from mnist1d.data import get_dataset_args, make_dataset
     d = make_dataset(get_dataset_args())
     X = np.ascontiguousarray(d["x"], np.float32)[:, None, :]
     Xt = np.ascontiguousarray(d["x_test"], np.float32)[:, None, :]
-    return X, np.asarray(d["y"], np.int64), Xt, np.asarray(d["y_test"], np.int64), "mnist1d_cnn", 1e-2, 100, 150
+    return X, np.asarray(d["y"], np.int64), Xt, np.asarray(d["y_test"], np.int64), "mnist1d_cnn", 1e-2, 100, epochs or 150
 
 
-def run_cnn(recipe: str, seed: int) -> dict[str, float]:
+def run_cnn(recipe: str, seed: int, epochs: int | None = None) -> dict[str, float]:
     import torch
 
     import gradstep as gs
     sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
     import compare_conv
 
-    X_fit, y_fit, X_te, y_te, builder, lr, batch, epochs = _cnn_data(recipe, seed)
+    X_fit, y_fit, X_te, y_te, builder, lr, batch, epochs = _cnn_data(recipe, seed, epochs)
     gs.seed(seed)
     layers = getattr(compare_conv, builder)(gs)
     layers[-1] = gs.Dense(layers[-1].in_features, 10, init="xavier", seed=seed)
@@ -147,10 +155,13 @@ def run_cnn(recipe: str, seed: int) -> dict[str, float]:
             topt.step()
     t_torch = time.perf_counter() - t0
 
-    h = X_te
-    for l in layers:
-        h = l.forward(h, training=False)
-    acc_gs = float((h.argmax(1) == y_te).mean())
+    pred = []
+    for i in range(0, len(X_te), 1000):  # in chunks: a 10000-image forward pass at once is ~1 GB
+        h = X_te[i:i + 1000]
+        for l in layers:
+            h = l.forward(h, training=False)
+        pred.append(h.argmax(1))
+    acc_gs = float((np.concatenate(pred) == y_te).mean())
     with torch.no_grad():
         acc_torch = float((tmodel(torch.from_numpy(X_te)).argmax(1).numpy() == y_te).mean())
     return {"gs_acc": acc_gs, "torch_acc": acc_torch, "gs_s": t_gs, "torch_s": t_torch}
@@ -160,15 +171,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--recipe", default="dense", choices=["dense", "digits-cnn", "mnist1d-cnn"])
+    p.add_argument("--recipe", default="dense", choices=["dense", "digits-cnn", "mnist1d-cnn", "lenet-fashion"])
+    p.add_argument("--epochs", type=int, default=None,
+                   help="override a CNN recipe's epoch count (default: the recipe's own)")
     args = p.parse_args(argv)
     import torch
 
     import gradstep as gs
     gs.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
-    rows = [run(s) if args.recipe == "dense" else run_cnn(args.recipe, s) for s in range(args.seeds)]
-    print(f"recipe: {args.recipe}")
+    rows = [run(s) if args.recipe == "dense" else run_cnn(args.recipe, s, args.epochs) for s in range(args.seeds)]
+    print(f"recipe: {args.recipe}" + (f", {args.epochs} epochs" if args.epochs else "")
+          + f", {args.threads} thread(s), gradstep {gs.__version__}, PyTorch {torch.__version__}")
     print("| seed | gradstep test acc | PyTorch test acc | gradstep s | PyTorch s |")
     print("|---|---|---|---|---|")
     for s, r in enumerate(rows):
