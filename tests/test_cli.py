@@ -84,3 +84,11 @@ def test_console_script_entry_point():
         pytest.skip("gradstep is not installed (a development run from the source tree)")
     eps = [e for e in entry_points(group="console_scripts") if e.name == "gradstep"]
     assert eps and eps[0].value == "gradstep.cli:main"
+
+
+def test_version_flag_prints_the_package_version(capsys):
+    from gradstep import cli
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"gradstep {gs.__version__}"

@@ -9,14 +9,14 @@ import pytest
 
 import gradstep as gs
 from conftest import subprocess_env
-from gradstep import cli, search
+from gradstep import search
 from gradstep.cli import common
 from gradstep.cli import search as cli_search
 
-# The lead's wiring in cli.py: a subparser per command, errors as UsageError -> one line, exit 2.
+# The wiring in gradstep/cli/__init__.py: a subparser per command, errors as UsageError -> one line, exit 2.
 MAIN = """
 import sys
-from gradstep import cli, search
+from gradstep import search
 from gradstep.cli import common
 from gradstep.cli import search as cli_search
 parser = common.Parser(prog="gradstep")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradstep as gs
-from conftest import TOL, TOL_BACKWARD
+from conftest import TOL_BACKWARD
 from gradcheck_util import numeric_grad, rel_error
 from reference import loss as ref
 

@@ -19,7 +19,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
 
 import scipy_openblas32 as _scipy_openblas32  # noqa: E402,F401  preload the BLAS (editable layouts)
 
-from . import _core  # noqa: E402
+from . import _core  # noqa: E402,F401  (fails early, with the build's own error, when unbuilt)
 from ._random import seed  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._arena import Parameter  # noqa: E402
@@ -44,7 +44,8 @@ from . import pretrain  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = ["Parameter", "init", "layers", "losses", "optim", "schedules", "callbacks", "datasets",
-           "diagnostics", "distributed", "metrics", "plot", "search", "sklearn", "Sequential", "History",
+           "diagnostics", "distributed", "metrics", "plot", "search", "sklearn",  # noqa: F405 (__getattr__)
+           "Sequential", "History",
            "load", "preprocessing", "Standardize",
            "seed", "get_num_threads", "set_num_threads", "Autoencoder", "pretrain", "cuda", "CudaError"]
 __all__ += layers.__all__ + losses.__all__ + optim.__all__

@@ -26,6 +26,8 @@ __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 def build_parser() -> Parser:
     parser = Parser(prog="gradstep", description="Train and babysit neural networks with gradstep.")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"gradstep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}", parser_class=Parser)
     sub.required = True
     for module in COMMANDS.values():
