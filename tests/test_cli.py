@@ -92,3 +92,23 @@ def test_version_flag_prints_the_package_version(capsys):
         cli.main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"gradstep {gs.__version__}"
+
+
+def test_predict_names_target_labels_the_model_does_not_know(tmp_path, monkeypatch, capsys):
+    # A yes/no model scored against a column of 2/5 must not just print "accuracy: 0.0000".
+    from gradstep import cli
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    with open("train.csv", "w") as f:
+        f.write("a,b,label\n")
+        f.writelines(f"{a},{b},{'yes' if a > 0 else 'no'}\n" for a, b in X)
+    with open("other.csv", "w") as f:
+        f.write("a,b,label\n")
+        f.writelines(f"{a},{b},{2 if a > 0 else 5}\n" for a, b in X[:10])
+    assert cli.main(["train", "--data", "train.csv", "--target", "label", "--epochs", "1",
+                     "--plot", "", "--out", "m.safetensors"]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict", "--model", "m.safetensors", "--data", "other.csv"]) == 0
+    err = capsys.readouterr().err
+    assert "accuracy: 0.0000" in err and "labels 2, 5 are not among the model's classes (no, yes)" in err

@@ -149,7 +149,13 @@ def _report_score(model: Any, y: np.ndarray, pred: np.ndarray, classifier: bool,
             y = np.asarray(y).astype(str)
         elif model.classes_ is not None and np.asarray(y).dtype.kind == "f" and np.all(y == np.round(y)):
             y = np.asarray(y).astype(np.int64)
-        print(f"accuracy: {np.mean(pred == y):.4f} ({len(y)} samples{against})", file=sys.stderr)
+        unknown = np.setdiff1d(np.asarray(y), model.classes_) if model.classes_ is not None else []
+        note = ""
+        if len(unknown):  # e.g. a column of 2/5 scored against a model of "no"/"yes": say so, not just 0%
+            shown = ", ".join(str(v) for v in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            note = f"; the labels {shown} are not among the model's classes " \
+                   f"({', '.join(str(c) for c in model.classes_[:5])}{', ...' if len(model.classes_) > 5 else ''})"
+        print(f"accuracy: {np.mean(pred == y):.4f} ({len(y)} samples{against}){note}", file=sys.stderr)
     else:
         y = np.asarray(y, dtype=np.float64).reshape(len(pred), -1)
         err = pred - y
