@@ -204,6 +204,9 @@ class Sequential:
         Runs as one C++ call when every layer, the loss and the optimizer are built-in ones the
         engine covers; otherwise layer by layer (same results)."""
         self._require_compiled("train_step")
+        # NaN or inf in a batch would poison the weights silently: refused as fit refuses them.
+        _checks.check_finite(xb, "train_step: xb")
+        _checks.check_finite(yb, "train_step: yb")
         engine = self._get_engine()
         if engine:
             self._last_output = None
@@ -241,9 +244,7 @@ class Sequential:
 
     def _check_data(self, X: Any, y: Any, what: str, xname: str = "X", yname: str = "y") -> tuple[np.ndarray, np.ndarray]:
         X = self._check_X(X, what, xname)
-        bad = _checks.first_nonfinite(X)
-        if bad is not None:
-            raise ValueError(f"{what}: {xname} holds NaN or inf (first at row {bad[0]}, column {bad[1]})")
+        _checks.check_finite(X, f"{what}: {xname}")
         y = _checks.numeric_array(y, f"{what}: {yname}")
         if y.shape[0:1] != X.shape[0:1]:
             raise ValueError(f"{what}: {xname} and {yname} must have the same number of samples, got "
@@ -421,7 +422,9 @@ class Sequential:
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs in evaluation mode (logits for a model trained with a fused loss)."""
         batch_size = _checks.check_int(batch_size, "predict: batch_size", 1)
-        X = np.ascontiguousarray(self._check_X(X, "predict"), dtype=self.dtype)
+        X = self._check_X(X, "predict")
+        _checks.check_finite(X, "predict: X")  # as fit and evaluate: no silent NaN rows or class 0
+        X = np.ascontiguousarray(X, dtype=self.dtype)
         outs = [self.forward(X[s:s + batch_size], training=False) for s in range(0, X.shape[0], batch_size)]
         return np.concatenate(outs, axis=0)
 

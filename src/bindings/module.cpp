@@ -42,10 +42,8 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "gradstep's C++ kernels (private: use the gradstep package)";
   m.def("alloc_zeros", &alloc_zeros, py::arg("size"), py::arg("dtype"));
   m.def("get_num_threads", &gradstep::cpu::num_threads);
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
-    gradstep::cpu::set_num_threads(n);
-  }, py::arg("n"));
+  m.def("max_threads", &gradstep::cpu::max_threads);
+  m.def("set_num_threads", &gradstep::cpu::set_num_threads, py::arg("n"));
   m.def("has_openmp", [] {
 #ifdef _OPENMP
     return true;

@@ -23,18 +23,29 @@ Network<T>::Network(std::vector<LayerDesc> layers, LossOp loss, int64_t P)
 template <class T>
 void Network<T>::reserve(int64_t N) {
   if (N <= capacity_) return;  // buffers are sized for the largest batch seen: no reallocation after
+  // All new buffers are made first and swapped in only when every allocation succeeded: a
+  // bad_alloc (MemoryError) leaves the workspace exactly as the last successful step left it.
   int64_t widest = layers_.front().in;
+  std::vector<std::vector<T>> acts(layers_.size()), extra(layers_.size()), stats(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i) {
     const LayerDesc& L = layers_[i];
     widest = std::max(widest, L.out);
-    acts_[i].assign(static_cast<size_t>(N * L.out), T(0));
+    acts[i].assign(static_cast<size_t>(N * L.out), T(0));
     if (L.op == LayerOp::kDropout || L.op == LayerOp::kBatchNorm)
-      extra_[i].assign(static_cast<size_t>(N * L.out), T(0));
-    if (L.op == LayerOp::kBatchNorm) stats_[i].assign(static_cast<size_t>(2 * L.out), T(0));
+      extra[i].assign(static_cast<size_t>(N * L.out), T(0));
+    if (L.op == LayerOp::kBatchNorm) stats[i].assign(static_cast<size_t>(2 * L.out), T(0));
   }
-  grad_a_.assign(static_cast<size_t>(N * widest), T(0));
-  grad_b_.assign(static_cast<size_t>(N * widest), T(0));
-  loss_scratch_.assign(static_cast<size_t>(N * layers_.back().out), T(0));
+  std::vector<T> grad_a(static_cast<size_t>(N * widest), T(0));
+  std::vector<T> grad_b(static_cast<size_t>(N * widest), T(0));
+  std::vector<T> loss_scratch(static_cast<size_t>(N * layers_.back().out), T(0));
+  // Keep what the last step wrote (output() and layer_stats() read it until the next step).
+  for (size_t i = 0; i < layers_.size(); ++i) std::copy(acts_[i].begin(), acts_[i].end(), acts[i].begin());
+  acts_.swap(acts);
+  extra_.swap(extra);
+  stats_.swap(stats);
+  grad_a_.swap(grad_a);
+  grad_b_.swap(grad_b);
+  loss_scratch_.swap(loss_scratch);
   capacity_ = N;
 }
 
