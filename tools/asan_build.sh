@@ -3,7 +3,7 @@
 # kernels then stops the process with a report, instead of passing silently when it stays inside
 # mapped memory (which is what a plain build does with small overruns).
 #   bash tools/asan_build.sh [DIR]     # a copy of python/gradstep with an ASan _core, in DIR
-#   then: PYTHONPATH=DIR LD_PRELOAD=$(gcc -print-file-name=libasan.so) \
+#   then: PYTHONPATH=DIR LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \
 #         ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 python tools/fuzz_bindings.py ...
 # (tools/fuzz_bindings.py --asan DIR sets those for its workers.)
 set -euo pipefail

@@ -742,8 +742,12 @@ ASAN_EXIT = 86
 
 def asan_env(path: str) -> dict:
     """Worker environment for an AddressSanitizer build in `path` (tools/asan_build.sh)."""
-    lib = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-    return {"PYTHONPATH": os.path.abspath(path), "LD_PRELOAD": lib,
+    def lib(name: str) -> str:
+        return subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True,
+                              text=True).stdout.strip()
+    # libstdc++ preloaded too: ASan's __cxa_throw interceptor needs it at start-up (Python itself
+    # does not link it), else the first C++ exception stops the process.
+    return {"PYTHONPATH": os.path.abspath(path), "LD_PRELOAD": f"{lib('libasan.so')} {lib('libstdc++.so')}",
             "ASAN_OPTIONS": f"detect_leaks=0:allocator_may_return_null=1:exitcode={ASAN_EXIT}:"
                             f"max_allocation_size_mb={MEMORY_LIMIT >> 20}"}
 

@@ -8,11 +8,19 @@
 - `get_config()`: the constructor arguments, for the architecture JSON in model files.
 
 Subclasses with parameters declare them in `_param_shapes()` and fill initial values in
-`_initial_values(rng)`; `_allocate` lays them out in a fresh arena.
+`_initial_values(rng)`; `_allocate` lays them out in a fresh arena. Subclasses with buffers
+declare their shapes in `_buffer_shapes()`.
+
+Inside `shapes_only()` (what `gs.load` uses) constructors validate their arguments but allocate
+and draw nothing: the layer knows its shapes, and gets zero storage when a Sequential lays it out
+in its arena. A model file's shapes are checked against those before any memory is spent, and
+initial values that the file would overwrite are never drawn.
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import contextvars
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -20,6 +28,22 @@ from .. import _checks
 from .._arena import Arena, Parameter
 
 LAYER_REGISTRY: dict[str, type["Layer"]] = {}
+
+_SHAPES_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("gradstep_shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only() -> Iterator[None]:
+    """Layers built inside allocate nothing and draw no initial values (see the module docstring)."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
+def building_shapes_only() -> bool:
+    return _SHAPES_ONLY.get()
 
 
 def register(cls: type["Layer"]) -> type["Layer"]:
@@ -50,9 +74,15 @@ class Layer:
     def _initial_values(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {}
 
+    def _buffer_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shapes of `buffers` (known without allocating them)."""
+        return {}
+
     def _allocate(self, dtype: Any, rng: np.random.Generator) -> None:
         """Give the layer an arena of its own, filled with initial values."""
         self.dtype = _checks.as_dtype(dtype, f"{type(self).__name__}: dtype")
+        if building_shapes_only():
+            return  # storage comes from the Sequential's arena, values from the model file
         values = self._initial_values(rng)
         arena = Arena(self._param_shapes().items(), self.dtype)
         for name in self._param_shapes():
