@@ -383,3 +383,42 @@ def test_save_leaves_no_temporary_and_a_loadable_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
     np.testing.assert_array_equal(gs.load(tmp_path / "m.safetensors").predict(np.ones((1, 3))),
                                   model.predict(np.ones((1, 3))))
+
+
+# ---- Ctrl-C -----------------------------------------------------------------------------------------
+
+def test_ctrl_c_during_fit_leaves_a_model_that_saves_loads_and_continues(tmp_path):
+    """SIGINT mid-fit: KeyboardInterrupt reaches the caller between two whole steps (a step is
+    one C++ call, never half applied); the model saves, loads and trains on from where it was."""
+    path = tmp_path / "after_ctrl_c.safetensors"
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import numpy as np, sys
+        import gradstep as gs
+        X = np.random.default_rng(0).standard_normal((20000, 32)).astype(np.float32)
+        y = (X[:, 0] > 0).astype(np.int64)
+        model = gs.Sequential([gs.Dense(32, 64), gs.ReLU(), gs.Dense(64, 2)], seed=0)
+        model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-3))
+        class Ready(gs.callbacks.Callback):
+            def on_batch_end(self, batch, logs=None):
+                if batch == 5:
+                    print("ready", flush=True)
+        try:
+            model.fit(X, y, epochs=1000, batch_size=32, verbose=0, callbacks=[Ready()])
+        except KeyboardInterrupt:
+            steps = model.optimizer.iterations
+            model.save({str(path)!r})
+            loaded = gs.load({str(path)!r})
+            same = all(np.array_equal(a, loaded.state_dict()[k]) for k, a in model.state_dict().items())
+            loaded.fit(X[:64], y[:64], epochs=1, verbose=0)
+            print("interrupted", steps > 0, same, loaded.optimizer.iterations == steps + 2,
+                  bool(np.isfinite(loaded.predict(X[:10])).all()), flush=True)
+    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "interrupted True True True True" in out, out + err[-2000:]

@@ -849,7 +849,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=100_000, help="binding calls to make in all")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the report here")
-    p.add_argument("--hang-seconds", type=float, default=60.0)
+    p.add_argument("--hang-seconds", type=float, default=120.0,
+                   help="a call making no progress this long is a hang (ASan and a busy machine are slow)")
     p.add_argument("--asan", default=None, metavar="DIR",
                    help="run the workers on the AddressSanitizer build in DIR (tools/asan_build.sh)")
     p.add_argument("--replay", default=None, help="a crash entry (JSON) to run again in-process")

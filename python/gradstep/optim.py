@@ -457,7 +457,12 @@ class RMSprop(Optimizer):
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  momentum: float = 0.0, weight_decay: float = 0.0) -> None:
         super().__init__(lr)
-        self._hyper.update(alpha=self._check_rate("alpha", alpha), eps=self._check_rate("eps", eps),
+        # alpha > 1 would make square_avg = alpha*s + (1 - alpha)*g^2 negative, and the update NaN
+        # (torch accepts it; here it is refused).
+        alpha = self._check_rate("alpha", alpha)
+        if alpha > 1.0:
+            raise ValueError(f"{type(self).__name__}: alpha must be <= 1, got {alpha}")
+        self._hyper.update(alpha=alpha, eps=self._check_rate("eps", eps),
                            momentum=self._check_rate("momentum", momentum),
                            weight_decay=self._check_rate("weight_decay", weight_decay))
 

@@ -2,6 +2,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -24,8 +27,13 @@ py::array alloc_zeros(int64_t size, const py::object& dtype_obj) {
                          std::string(py::str(dtype)));
   if (size < 0) throw py::value_error("alloc_zeros: size must be >= 0, got " + std::to_string(size));
   const size_t item = static_cast<size_t>(dtype.itemsize());
-  if (static_cast<uint64_t>(size) > (uint64_t(1) << 40) / item)
-    throw std::bad_alloc();  // far beyond any machine here: refuse before asking the allocator
+  // More than the machine's physical memory can never be zero-filled: refuse before asking the
+  // allocator (with memory overcommit on, the allocation would succeed and the memset below would
+  // bring in the out-of-memory killer instead of a MemoryError).
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  const uint64_t physical = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : uint64_t(1) << 40;
+  if (static_cast<uint64_t>(size) > std::min<uint64_t>(uint64_t(1) << 40, physical) / item)
+    throw std::bad_alloc();
   size_t bytes = ((static_cast<size_t>(size) * item + 63) / 64) * 64;
   if (bytes == 0) bytes = 64;
   void* p = std::aligned_alloc(64, bytes);
