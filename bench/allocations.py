@@ -46,8 +46,12 @@ def measure() -> None:
               f"{per_call(lambda: model.train_step(X, y)):.2f} |")
         print(f"| an empty pybind11 call (_core.get_num_threads) | {threads} | "
               f"{per_call(gs._core.get_num_threads):.2f} |")
+        net = model._engine.nets["softmax_xent"]
+        hyper = model.optimizer.kernel_hyper()
         print(f"| the whole-step binding alone (_core.Network.train_step, 7 arguments) | {threads} | "
-              f"{per_call(lambda: model._engine.nets[0].train_step(X, y, None, [1], model.optimizer.kernel_hyper(), 5)):.2f} |")
+              f"{per_call(lambda: net.train_step(X, y, None, [1], hyper, 5)):.2f} |")
+        print(f"| the two halves (Network.forward_backward + Network.update) | {threads} | "
+              f"{per_call(lambda: (net.forward_backward(X, y, None, [1]), net.update(hyper, 5))):.2f} |")
 
 
 def main() -> int:

@@ -296,8 +296,9 @@ def test_batchnorm_bad_constructor(kwargs, exc, words):
 
 
 @pytest.mark.parametrize("bad, exc, words", [
-    (np.zeros(3), ValueError, "2-D"),
-    (np.zeros((2, 3, 1)), ValueError, "2-D"),
+    (np.zeros(3), ValueError, "1-D array"),
+    (np.zeros((2, 3, 1, 1, 1)), ValueError, r"\(N, 3, H, W\)"),   # (N, C, L), (N, C, H, W) are fine
+    (np.zeros((2, 4, 5)), ValueError, "3 channels"),
     (np.zeros((2, 4)), ValueError, "3 features"),
     (np.zeros((0, 3)), ValueError, "at least one row"),
     (np.full((2, 3), "a"), TypeError, "numeric"),

@@ -9,27 +9,31 @@ import pytest
 
 import gradstep as gs
 from conftest import subprocess_env
-from gradstep import cli, cli_search, search
+from gradstep import cli, search
+from gradstep.cli import common
+from gradstep.cli import search as cli_search
 
 # The lead's wiring in cli.py: a subparser per command, errors as UsageError -> one line, exit 2.
 MAIN = """
 import sys
-from gradstep import cli, cli_search, search
-parser = cli._Parser(prog="gradstep")
-sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
+from gradstep import cli, search
+from gradstep.cli import common
+from gradstep.cli import search as cli_search
+parser = common.Parser(prog="gradstep")
+sub = parser.add_subparsers(dest="command", parser_class=common.Parser)
 cli_search.add_parser(sub)
 try:
     args = parser.parse_args(sys.argv[1:])
     sys.exit(cli_search.run(args))
-except cli.UsageError as e:
+except common.UsageError as e:
     print(f"gradstep: error: {e}", file=sys.stderr)
     sys.exit(2)
 """
 
 
 def parse(*argv):
-    parser = cli._Parser(prog="gradstep")
-    sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
+    parser = common.Parser(prog="gradstep")
+    sub = parser.add_subparsers(dest="command", parser_class=common.Parser)
     cli_search.add_parser(sub)
     return parser.parse_args(["search", *argv])
 
@@ -85,10 +89,10 @@ def test_coarse_to_fine_with_cv(capsys):
     head, *rows = table_rows(out)
     assert head[:3] == ["rank", "trial", "stage"] and "± std" in " ".join(head)
     assert len(rows) == 4 and "... 1 more trials" in out
-    assert {r[2] for r in rows} <= {"0", "1"}
+    assert {r[2] for r in rows} <= {"1", "2"}  # stages numbered from 1, as the progress lines do
 
 
-def test_regression_data_scores_minus_val_loss(capsys, tmp_path):
+def test_regression_data_shows_val_loss_lower_is_better(capsys, tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(150, 3))
     y = X @ np.array([1.0, 2.0, -1.0])
@@ -96,11 +100,16 @@ def test_regression_data_scores_minus_val_loss(capsys, tmp_path):
     np.savez(path, X=X, y=y)
     assert cli_search.run(parse("--data", str(path), "--trials", "2", "--epochs", "2", *QUICK)) == 0
     out = capsys.readouterr().out
-    assert "regression" in out and table_rows(out)[0][3] == "-val_loss" and "test mse loss" in out
+    head, *rows = table_rows(out)
+    assert "regression" in out and head[3] == "val_loss" and "test mse loss" in out
+    losses = [float(r[3]) for r in rows]
+    assert all(v > 0 for v in losses) and losses == sorted(losses)  # the loss itself, best (lowest) first
+    assert f"(val_loss {losses[0]:.4f})" in out  # the best line names the metric with its own sign
     assert cli_search.run(parse("--data", str(path), "--trials", "2", "--epochs", "1", "--metric", "mae",
                                 *QUICK)) == 0
-    assert table_rows(capsys.readouterr().out)[0][3] == "-val_mae"
-    with pytest.raises(cli.UsageError, match="--metric accuracy"):
+    head, *rows = table_rows(capsys.readouterr().out)
+    assert head[3] == "val_mae" and all(float(r[3]) > 0 for r in rows)
+    with pytest.raises(common.UsageError, match="--metric accuracy"):
         cli_search.run(parse("--data", str(path), "--metric", "accuracy", *QUICK))
 
 
@@ -126,7 +135,7 @@ def test_default_space_is_the_learning_rate():
     (["--metric", "f1"], "--metric"),
 ])
 def test_bad_flags_are_usage_errors(argv, word):
-    with pytest.raises(cli.UsageError, match=word):
+    with pytest.raises(common.UsageError, match=word):
         parse(*argv)
 
 
@@ -140,3 +149,19 @@ def test_subprocess_exit_codes(tmp_path):
                          text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("gradstep: error: argument --lr-range")
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_progress_lines_and_table_number_trials_alike(capsys):
+    """Item 12: trial k of the progress lines is trial k of the table, with the same score."""
+    args = parse("--trials", "3", "--epochs", "1", "--layers", "16", "--threads", "1")
+    assert cli_search.run(args) == 0
+    out = capsys.readouterr().out
+    progress = {}
+    for line in out.splitlines():
+        if line.startswith("trial "):
+            number = line.split()[1].split("/")[0]
+            progress[number] = line.split("-> val_accuracy ")[1].split()[0]
+    head, *rows = table_rows(out)
+    table = {r[1]: r[head.index("val_accuracy")] for r in rows}
+    assert set(progress) == {"1", "2", "3"} and progress == table
+    assert f"best: trial {rows[0][1]}:" in out

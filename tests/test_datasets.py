@@ -411,3 +411,57 @@ def test_standardize(rng):
         ds.standardize(np.zeros(3))
     with pytest.raises(TypeError, match="return_scaler"):
         ds.standardize(Xt, return_scaler=1)
+
+
+# ---- image layouts and Fashion-MNIST ------------------------------------------------------------
+def test_load_digits_images():
+    X, y = ds.load_digits(images=True)
+    flat, _ = ds.load_digits()
+    assert X.shape == (1797, 1, 8, 8) and X.dtype == np.float32
+    np.testing.assert_array_equal(X.reshape(1797, 64), flat)
+    with pytest.raises(TypeError, match="images"):
+        ds.load_digits(images="yes")
+
+
+def test_load_mnist_images(tmp_path, mnist_arrays):
+    images, labels = mnist_arrays
+    write(tmp_path / "train-images-idx3-ubyte", idx_images(images), True)
+    write(tmp_path / "train-labels-idx1-ubyte", idx_labels(labels), True)
+    X, y = ds.load_mnist(tmp_path, images=True)
+    assert X.shape == (7, 1, 4, 3) and X.dtype == np.float32
+    np.testing.assert_array_equal(X[:, 0], images / np.float32(255.0))
+    assert X.min() == 0.0 and X.max() == 1.0
+    np.testing.assert_array_equal(y, labels)
+
+
+def _fashion_files(root, images, labels):
+    for prefix in ("train", "t10k"):
+        write(root / f"{prefix}-images-idx3-ubyte", idx_images(images), True)
+        write(root / f"{prefix}-labels-idx1-ubyte", idx_labels(labels), True)
+
+
+def test_load_fashion_mnist_from_a_directory(tmp_path, mnist_arrays):
+    images, labels = mnist_arrays
+    _fashion_files(tmp_path, images, labels)
+    X, y = ds.load_fashion_mnist(tmp_path, kind="test")
+    assert X.shape == (7, 1, 4, 3)
+    np.testing.assert_array_equal(X[:, 0], images / np.float32(255.0))
+    np.testing.assert_array_equal(y, labels)
+    X, _ = ds.load_fashion_mnist(tmp_path, images=False)
+    assert X.shape == (7, 12)
+
+
+def test_load_fashion_mnist_default_directory(tmp_path, mnist_arrays, monkeypatch):
+    images, labels = mnist_arrays
+    _fashion_files(tmp_path, images, labels)
+    monkeypatch.setattr(ds, "FASHION_MNIST_DIR", str(tmp_path))
+    X, y = ds.load_fashion_mnist()
+    assert X.shape == (7, 1, 4, 3) and y.shape == (7,)
+
+
+def test_load_fashion_mnist_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(ds, "FASHION_MNIST_DIR", str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        ds.load_fashion_mnist()
+    with pytest.raises(FileNotFoundError, match="directory="):
+        ds.load_fashion_mnist(tmp_path)  # exists but holds no files

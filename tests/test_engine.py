@@ -85,7 +85,7 @@ def test_engine_steps_allocate_nothing_after_the_first(rng):
     X = rng.standard_normal((32, 64)).astype(np.float32)
     y = rng.integers(0, 10, 32)
     model.train_step(X, y)
-    ws = model._engine.nets[0].workspace_bytes
+    ws = model._engine.nets["softmax_xent"].workspace_bytes
     assert ws > 0
     tracemalloc.start()
     try:
@@ -96,12 +96,12 @@ def test_engine_steps_allocate_nothing_after_the_first(rng):
         after, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert model._engine.nets[0].workspace_bytes == ws  # C++ workspace reused, not regrown
+    assert model._engine.nets["softmax_xent"].workspace_bytes == ws  # C++ workspace reused, not regrown
     assert after - before < 2048, f"{after - before} bytes retained over 200 steps"
     assert peak - before < 4096, f"a step allocated {peak - before} bytes of Python/numpy memory"
     # A smaller batch reuses the same workspace; only a larger one grows it.
     model.train_step(X[:8], y[:8])
-    assert model._engine.nets[0].workspace_bytes == ws
+    assert model._engine.nets["softmax_xent"].workspace_bytes == ws
 
 
 def test_engine_follows_lr_changes(rng):
@@ -116,14 +116,42 @@ def test_engine_follows_lr_changes(rng):
         assert a.train_step(X, y) == b.train_step(X, y)
 
 
-def test_models_the_engine_does_not_cover_still_train(rng):
+class Doubler(gs.Layer):
+    """A user's own layer, defined in Python: y = 2x."""
+
+    def forward(self, x, training=True):
+        self._saved = True
+        return 2.0 * np.asarray(x)
+
+    def backward(self, grad_y):
+        return 2.0 * np.asarray(grad_y)
+
+
+def test_models_with_a_python_layer_train_layer_by_layer(rng):
     X = rng.standard_normal((64, 12))
     y = rng.integers(0, 3, 64)
-    model = gs.Sequential([gs.Dense(12, 8), gs.PReLU(8), gs.Maxout(8, 6, pieces=3), gs.Dense(6, 3)], seed=0)
+    model = gs.Sequential([gs.Dense(12, 8), gs.PReLU(8), Doubler(), gs.Maxout(8, 6, pieces=3), gs.Dense(6, 3)], seed=0)
     model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-2))
     h = model.fit(X, y, epochs=30, batch_size=16, verbose=0)
     assert model._engine is False
     assert h.history["loss"][-1] < h.history["loss"][0]
+
+
+class MyDense(gs.Dense):
+    """A subclass that redefines forward in Python: the engine must not run the plain op."""
+
+    def forward(self, x, training=True):
+        return super().forward(x, training) * 0.5
+
+    def backward(self, grad_y):
+        return super().backward(np.asarray(grad_y) * 0.5)
+
+
+def test_a_subclass_redefining_forward_is_not_run_as_its_op(rng):
+    model = gs.Sequential([MyDense(4, 3)], dtype="float64", seed=0)
+    model.compile(gs.MSE(), gs.SGD(lr=0.1))
+    model.train_step(rng.standard_normal((8, 4)), rng.standard_normal((8, 3)))
+    assert model._engine is False
 
 
 def test_engine_rejects_bad_batches(rng):
@@ -175,9 +203,9 @@ def test_engine_layer_stats_are_those_of_the_layer_outputs(rng):
     X = rng.standard_normal((20, 12))
     model.train_step(X, rng.integers(0, 3, 20))
     hidden = model.layers[1].forward(model.layers[0].forward(X))
-    got = model._engine.nets[0].layer_stats(1)
+    got = model._engine.nets["softmax_xent"].layer_stats(1)
     want = gs._core.activation_stats(hidden)
     for k in want:
         assert got[k] == pytest.approx(want[k], rel=1e-12, abs=1e-15), k
     with pytest.raises(IndexError):
-        model._engine.nets[0].layer_stats(3)
+        model._engine.nets["softmax_xent"].layer_stats(3)

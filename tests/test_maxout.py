@@ -29,7 +29,7 @@ def test_maxout_matches_reference(dtype, shape, rng):
     W, b = layer.params["weight"], layer.params["bias"]
     ry, rarg = maxout_forward(xr, W, b)
     np.testing.assert_allclose(y, ry, **TOL[dtype])
-    argmax = layer._saved[1]
+    argmax = layer.argmax
     if dtype == "float64":
         np.testing.assert_array_equal(argmax, rarg)
     dy = rng.standard_normal((N, O))
@@ -48,7 +48,7 @@ def test_maxout_argmax_is_a_winner(rng):
     x = rng.standard_normal((40, 16)).astype(np.float32)
     y = layer.forward(x)
     z = maxout_pieces(x, layer.params["weight"], layer.params["bias"])
-    chosen = np.take_along_axis(z, layer._saved[1][None].astype(np.int64), axis=0)[0]
+    chosen = np.take_along_axis(z, layer.argmax[None].astype(np.int64), axis=0)[0]
     np.testing.assert_allclose(chosen, z.max(axis=0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(y, chosen, rtol=1e-5, atol=1e-5)
 
@@ -60,7 +60,7 @@ def test_ties_go_to_the_lowest_piece(dtype, rng):
     W[2] = W[0]
     x = rng.standard_normal((5, 3))
     layer.forward(x)
-    np.testing.assert_array_equal(layer._saved[1], 0)
+    np.testing.assert_array_equal(layer.argmax, 0)
     layer.backward(np.ones((5, 4)))
     assert np.any(layer.grads["weight"][0] != 0)
     np.testing.assert_array_equal(layer.grads["weight"][1:], 0)
@@ -71,7 +71,7 @@ def test_ties_go_to_the_lowest_piece(dtype, rng):
     W[1:] = 0.0
     layer.params["bias"][...] = [[0.0] * 4, [1.0] * 4, [1.0] * 4]
     layer.forward(x)
-    np.testing.assert_array_equal(layer._saved[1], 1)
+    np.testing.assert_array_equal(layer.argmax, 1)
 
 
 def test_nan_in_a_piece_propagates(rng):
@@ -79,7 +79,7 @@ def test_nan_in_a_piece_propagates(rng):
     layer.params["bias"][1, 0] = np.nan
     y = layer.forward(rng.standard_normal((4, 3)))
     assert np.all(np.isnan(y[:, 0])) and np.all(np.isfinite(y[:, 1]))
-    np.testing.assert_array_equal(layer._saved[1][:, 0], 1)
+    np.testing.assert_array_equal(layer.argmax[:, 0], 1)
 
 
 def test_maxout_gradcheck(rng):
@@ -119,7 +119,7 @@ def _run_at_threads(layer, x, dy, threads):
     gs.set_num_threads(threads)
     y = layer.forward(x)
     dx = layer.backward(dy)
-    return y, layer._saved[1].copy(), dx, layer.grads["weight"].copy(), layer.grads["bias"].copy()
+    return y, layer.argmax.copy(), dx, layer.grads["weight"].copy(), layer.grads["bias"].copy()
 
 
 def test_maxout_own_loops_threads_bit_identical(dtype, rng):

@@ -136,18 +136,26 @@ def test_one_batch_epochs_and_tiny_data(data):
     assert "update_ratio" in monitor.records[1]["layers"]["0.Dense"]
 
 
-def test_layer_path_models_the_engine_does_not_cover(data):
+@pytest.mark.parametrize("use_engine", [True, False])
+def test_maxout_prelu_models_on_both_paths(data, use_engine):
+    # Maxout and PReLU once needed the layer-by-layer path; now the fused step runs them too, and
+    # both paths record the same statistics.
     X, y = data
-    model = gs.Sequential([gs.BatchNorm(64), gs.Dense(64, 24), gs.PReLU(24), gs.Dense(24, 24), gs.Sigmoid(),
-                           gs.Maxout(24, 10, pieces=2)], seed=0)
-    model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(0.05, momentum=0.9))
-    monitor = D.GradientMonitor()
-    model.fit(X, y, epochs=2, batch_size=40, verbose=0, callbacks=[monitor])
-    assert model._engine is False
-    rec = monitor.records[-1]["layers"]
+    records = []
+    for engine in (use_engine, False):
+        model = gs.Sequential([gs.BatchNorm(64), gs.Dense(64, 24), gs.PReLU(24), gs.Dense(24, 24), gs.Sigmoid(),
+                               gs.Maxout(24, 10, pieces=2)], seed=0)
+        model.use_engine = engine
+        model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(0.05, momentum=0.9))
+        monitor = D.GradientMonitor()
+        model.fit(X, y, epochs=2, batch_size=40, verbose=0, callbacks=[monitor])
+        assert bool(model._engine) or not engine
+        records.append(monitor.records[-1]["layers"])
+    rec = records[0]
     assert {"0.BatchNorm", "1.Dense", "2.PReLU", "3.Dense", "5.Maxout"} <= set(rec)
     assert "grad_norm" in rec["0.BatchNorm"] and "grad_norm" in rec["2.PReLU"]
     assert "mean" in rec["2.PReLU"] and "saturated" in rec["4.Sigmoid"]
+    assert records[0] == records[1]
 
 
 def test_flags_vanishing_and_exploding(data):

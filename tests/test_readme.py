@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from conftest import subprocess_env
 
@@ -32,3 +36,29 @@ def test_reliability_section_names_tests_that_exist():
     for path, name in cited:
         source = (README.parent / path).read_text()
         assert f"def {name}(" in source, f"{path}::{name} is cited in the README but does not exist"
+
+
+def test_readme_csv_command_line_walkthrough(tmp_path):
+    """The README's CSV example (text labels, predict by column names) runs as written."""
+    text = README.read_text()
+    section = text[text.index("### The command line on a CSV file of your own"):]
+    block = re.findall(r"```bash\n(.*?)```", section, re.S)[0]
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"age": rng.integers(18, 80, n), "income": rng.integers(20_000, 120_000, n),
+                          "visits": rng.integers(0, 10, n)})
+    frame["bought"] = np.where(frame["income"] / 1000 + 5 * frame["visits"] > 90, "yes", "no")
+    frame.to_csv(tmp_path / "customers.csv", index=False)
+    frame[["visits", "income", "age"]].to_csv(tmp_path / "new_customers.csv", index=False)  # no label, reordered
+    outputs = []
+    for line in block.strip().splitlines():
+        argv = shlex.split(line, comments=True)
+        assert argv[0] == "gradstep"
+        r = subprocess.run([sys.executable, "-m", "gradstep", *argv[1:]], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300, env=subprocess_env())
+        assert r.returncode == 0, (line, r.stderr[-2000:])
+        outputs.append(r.stdout)
+    assert "task: classification (auto: the target 'bought' holds 2 text labels (no, yes))" in outputs[0]
+    assert set(outputs[1].split()) <= {"yes", "no"} and len(outputs[1].split()) == n
+    proba = pd.read_csv(tmp_path / "p.csv")
+    assert list(proba.columns) == ["no", "yes"] and np.allclose(proba.sum(axis=1), 1.0)

@@ -263,7 +263,7 @@ def test_diverging_trials_score_minus_inf_and_are_reported(digits):
         assert t.score == -math.inf and t.status == "nan" and "loss became" in t.message
     assert res.trials[:len(good)] == sorted(good, key=lambda t: (-t.score, t.index))  # diverged ones last
     assert all(t.params["opt"] == "sgd" for t in res.trials)
-    assert "nan" in res.table() and "-inf" in res.table()
+    assert "nan" in res.table() and "diverged" in res.table()  # status, and the score column
     allbad = search.random_search(build_classifier, {"lr": Choice([1e12]), "opt": "sgd"}, X, y, trials=2,
                                   epochs=1, seed=1)
     assert allbad.best_score == -math.inf and allbad.best_model is None
@@ -276,7 +276,7 @@ def test_table_and_reprs(digits):
     lines = res.table().splitlines()
     assert lines[0].split() == ["rank", "trial", "lr", "units", "val_accuracy", "epochs", "status"]
     rows = [line.split() for line in lines[2:]]
-    assert [r[1] for r in rows] == [str(t.index) for t in res.trials]
+    assert [r[1] for r in rows] == [str(t.index + 1) for t in res.trials]  # numbered from 1, as the progress
     assert [float(r[4]) for r in rows] == pytest.approx([t.score for t in res.trials], abs=5e-5)
     short = res.table(max_rows=1).splitlines()
     assert len(short) == 4 and short[-1] == "... 2 more trials"
@@ -290,7 +290,28 @@ def test_verbose_prints_a_line_per_trial(digits, capsys):
     search.random_search(build_classifier, {"lr": LogUniform(1e-3, 1e-1)}, X, y, trials=2, epochs=1, seed=0,
                          verbose=1, refit=False)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and out[0].startswith("trial 1/2 (stage 0): lr=")
+    assert len(out) == 2 and out[0].startswith("trial 1/2: lr=") and "-> val_accuracy " in out[0]
+
+
+def test_minimized_metric_is_shown_as_itself(capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = X @ np.array([1.0, 2.0, -1.0])
+
+    def build(p):
+        m = gs.Sequential([gs.Dense(3, 8), gs.ReLU(), gs.Dense(8, 1)], seed=0)
+        return m.compile(gs.MSE(), gs.Adam(lr=p["lr"]))
+
+    res = search.random_search(build, {"lr": LogUniform(1e-3, 1e-1)}, X, y, trials=3, epochs=2, seed=0,
+                               verbose=1, refit=False)
+    assert res.metric == "-val_loss" and all(t.score < 0 for t in res.trials)  # maximized internally
+    lines = res.table().splitlines()
+    assert lines[0].split()[3] == "val_loss"
+    shown = [float(line.split()[3]) for line in lines[2:]]
+    assert shown == pytest.approx([-t.score for t in res.trials], abs=5e-5) and shown == sorted(shown)
+    assert res.score_text(res.best_trial) == f"val_loss {-res.best_score:.4f}"
+    progress = capsys.readouterr().out
+    assert "-> val_loss " in progress and "score" not in progress
 
 
 # ---- coarse_to_fine -----------------------------------------------------------------------------

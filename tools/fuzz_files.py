@@ -51,7 +51,7 @@ def base_models(gs: Any) -> list[tuple[str, bytes, np.ndarray, np.ndarray]]:
         if fit:
             model.fit(X.astype(model.dtype), y, epochs=2, batch_size=16, verbose=0, seed=1)
         if prep:
-            model.preprocessing = {"mean": X.mean(0).astype(np.float64), "scale": X.std(0).astype(np.float64)}
+            model.preprocessing = gs.preprocessing.Standardize(X.mean(0), X.std(0))
         out.append((name, gs.io.to_bytes(model), X, y))
 
     m = gs.Sequential([gs.Dense(6, 16), gs.ReLU(), gs.Dense(16, 3)], seed=0)
@@ -68,6 +68,13 @@ def base_models(gs: Any) -> list[tuple[str, bytes, np.ndarray, np.ndarray]]:
     m = gs.Sequential([gs.Dense(6, 8), gs.LeakyReLU(0.1), gs.Dense(8, 2)], seed=4)
     m.compile(gs.BinaryCrossEntropy(from_logits=True), gs.AdamW(lr=1e-3))
     add("logits-adamw", m, np.stack([X[:, 0] > 0, X[:, 1] > 0], 1).astype(np.float32), prep=True)
+    # Convolutions, pooling and spatial BatchNorm on 1x6x6 images (the op core's layers).
+    images = rng.standard_normal((64, 1, 6, 6)).astype(np.float32)
+    m = gs.Sequential([gs.Conv2D(1, 3, 3, padding=1), gs.BatchNorm(3), gs.ReLU(), gs.MaxPool2D(2),
+                       gs.Flatten(), gs.Dense(27, 3)], seed=5)
+    m.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-2))
+    m.fit(images, labels, epochs=1, batch_size=16, verbose=0, seed=1)
+    out.append(("conv2d-bn-pool", gs.io.to_bytes(m), images, labels))
     return out
 
 
@@ -242,8 +249,8 @@ def judge(gs: Any, data: bytes, X: np.ndarray, y: np.ndarray, max_seconds: float
         return "finding", f"took {time.time() - t0:.1f} s to load"
     try:
         Xm = X.astype(model.dtype)
-        if model.in_features != X.shape[1]:
-            return "finding", f"loaded with {model.in_features} input features instead of {X.shape[1]}"
+        if model.input_shape != X.shape[1:]:
+            return "finding", f"loaded with input shape {model.input_shape} instead of {X.shape[1:]}"
         p = model.predict(Xm)
         if not np.all(np.isfinite(p)):
             return "finding", "loaded, but predicts non-finite values"

@@ -25,19 +25,26 @@ from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._arena import Parameter  # noqa: E402
 from . import init  # noqa: E402
 from . import layers  # noqa: E402
+
+layers.check_op_pairing()
 from .layers import *  # noqa: E402,F401,F403
 from . import losses, optim, schedules, callbacks, datasets  # noqa: E402
 from .losses import *  # noqa: E402,F401,F403
 from .optim import *  # noqa: E402,F401,F403
 from . import diagnostics, metrics, plot, search  # noqa: E402
+from . import preprocessing  # noqa: E402
+from .preprocessing import Standardize  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .io import load  # noqa: E402
+from .autoencoder import Autoencoder  # noqa: E402
+from . import pretrain  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["Parameter", "init", "layers", "losses", "optim", "schedules", "callbacks", "datasets",
            "diagnostics", "metrics", "plot", "search", "sklearn", "Sequential", "History", "load",
-           "seed", "get_num_threads", "set_num_threads"]
+           "preprocessing", "Standardize",
+           "seed", "get_num_threads", "set_num_threads", "Autoencoder", "pretrain"]
 __all__ += layers.__all__ + losses.__all__ + optim.__all__
 
 

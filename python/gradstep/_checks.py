@@ -91,7 +91,8 @@ def check_finite(a: Any, name: str) -> None:
             return
     bad = first_nonfinite(a)
     if bad is not None:
-        where = f"row {bad[0]}, column {bad[1]}" if len(bad) > 1 else f"index {bad[0]}"
+        where = (f"index {bad[0]}" if len(bad) == 1 else
+                 f"row {bad[0]}, column {bad[1] if len(bad) == 2 else bad[1:]}")
         raise ValueError(f"{name} holds NaN or inf (first at {where})")
 
 
@@ -106,6 +107,15 @@ def check_int(value: Any, name: str, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_int_tuple(value: Any, n: int, name: str, minimum: int) -> tuple[int, ...]:
+    """An int (repeated n times) or a sequence of n ints, each >= minimum."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise ValueError(f"{name} must be an int or a sequence of {n} ints, got {value!r}")
+        return tuple(check_int(v, name, minimum) for v in value)
+    return (check_int(value, name, minimum),) * n
 
 
 def check_float(value: Any, name: str, minimum: float | None = None, maximum: float | None = None,

@@ -1,13 +1,17 @@
 """Data for training: bundled and on-disk data sets, splitting, mini-batches, scaling.
 
-- `load_digits()`: the 8x8 digits that ship with scikit-learn (nothing is downloaded);
-- `load_mnist(directory, kind)`: the standard MNIST IDX files, gzipped or not, parsed strictly;
-- `load_file(path, target=None)`: a `.npz` (arrays `X`, `y`) or `.csv` (header row) file;
+- `load_digits(images=False)`: the 8x8 digits that ship with scikit-learn (nothing is downloaded);
+- `load_mnist(directory, kind, images=False)`: the standard MNIST IDX files, gzipped or not,
+  parsed strictly;
+- `load_fashion_mnist(directory=None, kind, images=True)`: Fashion-MNIST from Debian's
+  `dataset-fashion-mnist` package (or any directory holding its four IDX files);
+- `load_file(path, target=None)`: a `.npz` (arrays `X`, `y`) or `.csv` (header row, read by pandas) file;
 - `train_val_split(X, y, val, seed)`: a seeded, stratified-when-possible split (scikit-learn);
 - `batches(X, y, batch_size, shuffle, seed)`: seeded mini-batches covering every row once;
 - `standardize(X_train, *others)`: zero mean, unit variance from the training rows (StandardScaler).
 
-Loaders return `(X, y)`: `X` float32 `(N, F)`, `y` int64 class labels (regression targets stay float).
+Loaders return `(X, y)`: `X` float32 `(N, F)`, or `(N, 1, rows, cols)` images with `images=True`
+(the layout Conv2D takes), and `y` int64 class labels (regression targets stay float).
 """
 from __future__ import annotations
 
@@ -26,33 +30,48 @@ import numpy as np
 
 from . import _checks, _random
 
-__all__ = ["load_digits", "load_mnist", "load_file", "train_val_split", "batches", "standardize"]
+__all__ = ["load_digits", "load_mnist", "load_fashion_mnist", "load_file", "train_val_split", "batches", "standardize"]
 
 _IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (count, rows, cols)
 _IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (count)
 _MNIST_PREFIX = {"train": "train", "test": "t10k"}
+# Where Debian's dataset-fashion-mnist package puts the four IDX .gz files.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def _check_images(images: Any, fn: str) -> bool:
+    if not isinstance(images, (bool, np.bool_)):
+        raise TypeError(f"{fn}: images must be a bool, got {type(images).__name__}")
+    return bool(images)
 
 
 # ---- scikit-learn's digits ---------------------------------------------------------------------
-def load_digits() -> tuple[np.ndarray, np.ndarray]:
+def load_digits(images: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The 1797 8x8 digit images bundled with scikit-learn.
 
-    Returns `X` float32 `(1797, 64)` holding the raw pixel values 0..16 and `y` int64 `(1797,)`
-    labels 0..9. Nothing is downloaded.
+    Returns `X` float32 `(1797, 64)` holding the raw pixel values 0..16 (`(1797, 1, 8, 8)` with
+    `images=True`, one channel, for Conv2D) and `y` int64 `(1797,)` labels 0..9. Nothing is
+    downloaded.
     """
     from sklearn.datasets import load_digits as _sk_load_digits
 
+    images = _check_images(images, "load_digits")
     X, y = _sk_load_digits(return_X_y=True)
-    return np.ascontiguousarray(X, dtype=np.float32), np.ascontiguousarray(y, dtype=np.int64)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if images:
+        X = X.reshape(-1, 1, 8, 8)
+    return X, np.ascontiguousarray(y, dtype=np.int64)
 
 
 # ---- MNIST IDX files ---------------------------------------------------------------------------
-def load_mnist(directory: str | os.PathLike, kind: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(directory: str | os.PathLike, kind: str = "train",
+               images: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Read MNIST (or any data set in its format, e.g. Fashion-MNIST) from its IDX files.
 
     `directory` holds `train-images-idx3-ubyte` and `train-labels-idx1-ubyte` (kind="train") or
     `t10k-images-idx3-ubyte` and `t10k-labels-idx1-ubyte` (kind="test"), each plain or gzipped
-    (`.gz`). Returns `X` float32 `(n, rows*cols)` scaled to [0, 1] and `y` int64 `(n,)`.
+    (`.gz`). Returns `X` float32 `(n, rows*cols)` scaled to [0, 1] (`(n, 1, rows, cols)` with
+    `images=True`) and `y` int64 `(n,)`.
 
     A missing directory or file raises FileNotFoundError naming the path; a corrupt, truncated or
     foreign file raises ValueError naming the file and what is wrong with it.
@@ -64,6 +83,7 @@ def load_mnist(directory: str | os.PathLike, kind: str = "train") -> tuple[np.nd
         raise TypeError(f"load_mnist: kind must be 'train' or 'test', got {type(kind).__name__}")
     if kind not in _MNIST_PREFIX:
         raise ValueError(f"load_mnist: kind must be 'train' or 'test', got {kind!r}")
+    images = _check_images(images, "load_mnist")
     root = Path(directory)
     if not root.exists():
         raise FileNotFoundError(f"load_mnist: directory {str(root)!r} does not exist")
@@ -79,7 +99,33 @@ def load_mnist(directory: str | os.PathLike, kind: str = "train") -> tuple[np.nd
         raise ValueError(f"load_mnist: {images_path} holds {n_img} images but {labels_path} holds "
                          f"{n_lab} labels; they must agree")
     X = np.divide(pixels.reshape(n_img, rows * cols), np.float32(255.0), dtype=np.float32)
+    if images:
+        X = X.reshape(n_img, 1, rows, cols)
     return X, labels.astype(np.int64)
+
+
+def load_fashion_mnist(directory: str | os.PathLike | None = None, kind: str = "train",
+                       images: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST (28x28 grey images of clothes, 10 classes) from its four IDX files.
+
+    `directory=None` reads them where Debian's package puts them (`FASHION_MNIST_DIR`,
+    /usr/share/datasets/fashion-mnist: `apt-get install dataset-fashion-mnist`); any other
+    directory holding `train-images-idx3-ubyte.gz` etc. works too. Returns `X` float32 in [0, 1],
+    `(n, 1, 28, 28)` (or `(n, 784)` with `images=False`), and `y` int64 `(n,)`: 60000 rows for
+    kind="train", 10000 for kind="test". Nothing is downloaded; when the files are missing the
+    FileNotFoundError says how to install them.
+    """
+    root = FASHION_MNIST_DIR if directory is None else directory
+    try:
+        return load_mnist(root, kind, images=images)
+    except FileNotFoundError as e:
+        where = ("Debian's dataset-fashion-mnist package is not installed"
+                 if directory is None else f"no Fashion-MNIST IDX files in {str(directory)!r}")
+        raise FileNotFoundError(
+            f"load_fashion_mnist: {where} ({e}). Install the files with "
+            f"`apt-get install dataset-fashion-mnist` (they go to {FASHION_MNIST_DIR}), or pass "
+            f"directory= a folder holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz") from None
 
 
 def _find_idx(root: Path, stem: str, suffix: str) -> Path:
@@ -212,44 +258,111 @@ def _load_npz(p: Path, target: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_csv(p: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+    frame = read_csv_frame(p)
+    header = list(frame.columns)
+    if len(header) < 2:
+        raise ValueError(f"load_file: {p} has {len(header)} column(s) {header}; expected at least "
+                         f"one feature column and a label column")
+    if target is None:
+        target = header[-1]
+    elif target not in header:
+        raise ValueError(f"load_file: {p} has no column named {target!r} (the target); "
+                         f"its columns are {header}")
+    features = [c for c in header if c != target]
+    X = csv_numbers(frame, p, features)
+    y = csv_numbers(frame, p, [target], label=True)[:, 0]
+    return np.ascontiguousarray(X, dtype=np.float32), _labels_or_targets(y)
+
+
+def read_csv_frame(p: str | os.PathLike) -> Any:
+    """A CSV file with a header row as a pandas DataFrame of its cells, read by pandas' C parser.
+
+    Column names are stripped of spaces (and a UTF-8 byte-order mark); only empty cells are
+    missing values (a label "NA" stays the text "NA"); blank lines carry nothing. Raises
+    ValueError naming the file for an empty, non-UTF-8 or ragged file and duplicate column names.
+    """
+    import pandas as pd
+
+    p = Path(p)
     try:
         with open(p, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            first = next((r for r in csv.reader(f) if any(cell.strip() for cell in r)), None)
     except UnicodeDecodeError as e:
         raise ValueError(f"load_file: {p} is not a UTF-8 text file ({e})") from None
     except csv.Error as e:
         raise ValueError(f"load_file: {p} is not a valid CSV file ({e})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]  # blank lines carry nothing
-    if not rows:
+    if first is None:
         raise ValueError(f"load_file: {p} is empty; expected a header row and data rows")
-    header = [name.strip() for name in rows[0]]
-    if len(header) < 2:
-        raise ValueError(f"load_file: {p} has {len(header)} column(s) {header}; expected at least "
-                         f"one feature column and a label column")
+    header = [name.strip() for name in first]
     if len(set(header)) != len(header):
         dup = sorted({h for h in header if header.count(h) > 1})
         raise ValueError(f"load_file: {p} has duplicate column names {dup}")
-    if target is None:
-        label_col = len(header) - 1
-    elif target in header:
-        label_col = header.index(target)
-    else:
-        raise ValueError(f"load_file: {p} has no column named {target!r} (the target); "
-                         f"its columns are {header}")
-    data = rows[1:]
-    if not data:
+    try:
+        frame = pd.read_csv(p, encoding="utf-8-sig", skipinitialspace=True, keep_default_na=False,
+                            na_values=[""], skip_blank_lines=True)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"load_file: {p} is not a UTF-8 text file ({e})") from None
+    except (pd.errors.ParserError, csv.Error):
+        _raise_ragged_row(p, len(header))
+        raise ValueError(f"load_file: {p} is not a valid CSV file") from None
+    frame.columns = header
+    if len(frame) == 0:
         raise ValueError(f"load_file: {p} has a header row but no data rows")
-    values = np.empty((len(data), len(header)), dtype=np.float64)
-    for i, row in enumerate(data):
-        line = i + 2  # 1-based, after the header
-        if len(row) != len(header):
-            raise ValueError(f"load_file: {p} line {line} has {len(row)} values, the header has "
-                             f"{len(header)} columns")
-        for j, cell in enumerate(row):
-            values[i, j] = _csv_number(cell, p, line, header[j], j == label_col)
-    y = values[:, label_col]
-    X = np.delete(values, label_col, axis=1)
-    return np.ascontiguousarray(X, dtype=np.float32), _labels_or_targets(y)
+    return frame
+
+
+def csv_numbers(frame: Any, p: str | os.PathLike, columns: list[str], label: bool = False) -> np.ndarray:
+    """The named columns of `frame` (from read_csv_frame) as a float64 (rows, columns) array.
+
+    Every cell must be a finite number; the first that is not raises ValueError naming the file,
+    the column, the cell's text and its line in the file."""
+    import pandas as pd
+
+    p = Path(p)
+    out = np.empty((len(frame), len(columns)), dtype=np.float64)
+    for j, name in enumerate(columns):
+        col = frame[name]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            col = pd.to_numeric(col.astype(str).str.strip(), errors="coerce")
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            line, cell = _csv_cell(p, int(bad[0]), list(frame.columns).index(name), len(frame.columns))
+            _csv_number(cell, p, line, name, label)  # raises with the cell's own text
+            raise ValueError(f"load_file: {p} column {name!r} has an unreadable value on line {line}")
+        out[:, j] = values
+    return out
+
+
+def _data_rows(p: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of the data rows (blank lines skipped), for error messages only."""
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        seen_header = False
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if not seen_header:
+                seen_header = True
+                continue
+            yield reader.line_num, row
+
+
+def _csv_cell(p: Path, row: int, col: int, n_cols: int) -> tuple[int, str]:
+    for i, (line, cells) in enumerate(_data_rows(p)):
+        if i == row:
+            if len(cells) != n_cols:
+                raise ValueError(f"load_file: {p} line {line} has {len(cells)} values, the header has "
+                                 f"{n_cols} columns")
+            return line, cells[col]
+    return row + 2, ""
+
+
+def _raise_ragged_row(p: Path, n_cols: int) -> None:
+    for line, cells in _data_rows(p):
+        if len(cells) != n_cols:
+            raise ValueError(f"load_file: {p} line {line} has {len(cells)} values, the header has "
+                             f"{n_cols} columns")
 
 
 def _csv_number(cell: str, p: Path, line: int, column: str, is_label: bool) -> float:

@@ -32,9 +32,7 @@ from .layers import LAYER_REGISTRY
 from .layers import activation as _act
 from .layers.base import Layer
 from .layers.batchnorm import BatchNorm
-from .layers.dense import Dense
 from .layers.dropout import Dropout
-from .layers.maxout import Maxout
 from .model import History, Sequential
 
 __all__ = ["KINDS", "Finding", "GradcheckReport", "LRFindResult", "GradientMonitor", "gradcheck",
@@ -295,10 +293,17 @@ def gradcheck(model_or_layer: Any, x: Any, y: Any = None, loss: Any = None, eps:
             if model.loss is None:
                 raise ValueError(f"{fn}: y was given but the model has no loss; compile it or pass loss=")
             loss = copy.deepcopy(model.loss)
-        x64 = _checks.float_array(x, f"{fn}: x", np.dtype(np.float64), ndim=2)
-        if model.in_features is not None and x64.shape[1] != model.in_features:
-            raise ValueError(f"{fn}: x must have {model.in_features} features (the model's "
-                             f"in_features), got shape {x64.shape}")
+        x64 = _checks.float_array(x, f"{fn}: x", np.dtype(np.float64))
+        want = model.input_shape
+        if want is None or len(want) == 1:
+            if x64.ndim != 2:
+                raise ValueError(f"{fn}: x must be a 2-D array (N, features), got shape {x64.shape}")
+            if model.in_features is not None and x64.shape[1] != model.in_features:
+                raise ValueError(f"{fn}: x must have {model.in_features} features (the model's "
+                                 f"in_features), got shape {x64.shape}")
+        elif x64.shape[1:] != want:
+            raise ValueError(f"{fn}: x must have shape (N, {', '.join(map(str, want))}) (the model's "
+                             f"input_shape), got {x64.shape}")
         owner = model
     elif isinstance(model_or_layer, Layer):
         layer = model_or_layer
@@ -678,6 +683,8 @@ def lr_find(model: Sequential, X: Any, y: Any, min_lr: float = 1e-7, max_lr: flo
 
 # ---- the training monitor ----------------------------------------------------------------------
 _SATURATING = {_act.Sigmoid: "saturated_sigmoid", _act.Tanh: "saturated_tanh"}
+# Layers whose weight gradients tell vanishing/exploding gradients (those with a matrix or filters).
+_WEIGHT_LAYERS = ("Dense", "Maxout", "Conv1D", "Conv2D")
 _ACTIVATIONS = (_act.Sigmoid, _act.Tanh, _act.ReLU, _act.LeakyReLU, _act.ELU, _act.PReLU, _act.Softmax)
 
 
@@ -688,26 +695,20 @@ def _layer_names(model: Sequential) -> list[str]:
 def _last_input(model: Sequential) -> tuple[int, np.ndarray | None]:
     """(i, x): the input x of layer i in the last training step, for the layer-by-layer path's
     statistics: the model's last batch when it keeps one (`_last_batch`), else what the first Dense
-    or Maxout layer kept for its backward (its input; the layers before it have no parameters)."""
+    or Maxout layer's last forward took (the layers before it have no parameters)."""
     x = getattr(model, "_last_batch", None)
     if isinstance(x, np.ndarray):
         return 0, x
     for i, layer in enumerate(model.layers):
-        if isinstance(layer, (Dense, Maxout)):
-            saved = layer._saved
-            if isinstance(saved, tuple):  # Maxout keeps (x, argmax)
-                saved = saved[0]
-            return i, saved if isinstance(saved, np.ndarray) else None
+        if layer.has_params:
+            return i, layer._last_x if layer._saved is not None else None
     return 0, None
 
 
 def _saved_output(layer: Layer) -> np.ndarray | None:
-    """The output of the layer's last training forward, when the layer kept it for its backward."""
-    saved = layer._saved
-    if type(layer) in (_act.Sigmoid, _act.Tanh, _act.ReLU, _act.Softmax) and isinstance(saved, np.ndarray):
-        return saved
-    if type(layer) is _act.ELU and isinstance(saved, tuple) and len(saved) == 2:
-        return saved[1]
+    """The output of the layer's last training forward (what its op kept for backward)."""
+    if type(layer) in _ACTIVATIONS and layer._saved is not None:
+        return layer._last_y
     return None
 
 
@@ -1009,7 +1010,7 @@ def _gradient_findings(rec: dict, first: dict | None) -> list[Finding]:
     """Vanishing or exploding gradients in one epoch's record (against the first record)."""
     found: list[Finding] = []
     when = "at the first step" if "batch" in rec else f"at epoch {rec['epoch'] + 1}"
-    layers = [(n, s) for n, s in _param_layers(rec) if s["type"] in ("Dense", "Maxout")]
+    layers = [(n, s) for n, s in _param_layers(rec) if s["type"] in _WEIGHT_LAYERS]
     if not layers:
         return found
     norms = [s["grad_norm"] for _, s in layers]

@@ -4,7 +4,10 @@ the architecture (JSON in the file's metadata). No pickle anywhere: loading a fi
 Tensor names: "model.<i>.<name>" (parameters and buffers, as in `state_dict`), and
 "optim.<param>.<key>" (optimizer state), "prep.<key>" (input standardization, when set). Metadata key "gradstep" holds a JSON document:
 {"format": 1, "model": Sequential.get_config(), "compile": {...} or null, "epochs_done": int,
- "fit_seed": int or null, "optimizer": {hyper, step, ...} without its arrays}.
+ "fit_seed": int or null, "optimizer": {hyper, step, ...} without its arrays,
+ "classes": null or {"kind": "int"|"float"|"bool"|"str", "values": [...]} (model.classes_),
+ "feature_names": null or [str, ...] (model.feature_names_in_), "metadata": {...} (model.metadata)}.
+The last three keys are optional (files written before they existed load with their defaults).
 
 Loading is a pipeline that spends no memory on a file before it has been checked:
   1. the safetensors header: its length against the file's size, every tensor's dtype, shape and
@@ -18,7 +21,8 @@ Loading is a pipeline that spends no memory on a file before it has been checked
 
 Saving writes a temporary file beside the target, named after it and after the writing process
 ("<name>.gradstep-tmp.<pid>.<random>"), then renames it over the target: a crash mid-write leaves
-any earlier file intact. A later save or load of the same target removes the temporaries whose
+any earlier file intact. The file gets the permissions an ordinary `open(path, "w")` would give:
+those of the file replaced, else 0666 minus the umask. A later save or load of the same target removes the temporaries whose
 writing process no longer exists (and only those: never another process's file in progress).
 """
 from __future__ import annotations
@@ -84,8 +88,9 @@ def _join_optimizer_state(meta: Any, arrays: dict[str, np.ndarray], used: set[st
 def _contents(model: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The tensors and the metadata of `model`'s file."""
     tensors = {f"model.{k}": np.ascontiguousarray(v) for k, v in model.state_dict().items()}
-    for k, v in (model.preprocessing or {}).items():
-        tensors[f"prep.{k}"] = np.ascontiguousarray(v, dtype=np.float64)
+    if model.preprocessing is not None:
+        for k, v in model.preprocessing.state().items():
+            tensors[f"prep.{k}"] = np.ascontiguousarray(v, dtype=np.float64)
     compiled = None
     optimizer_meta = None
     if model.loss is not None and model.optimizer is not None:
@@ -98,7 +103,7 @@ def _contents(model: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         tensors.update({f"optim.{k}": v for k, v in arrays.items()})
     meta = {"format": FORMAT_VERSION, "model": model.get_config(), "compile": compiled,
             "optimizer": optimizer_meta, "epochs_done": int(model.epochs_done),
-            "fit_seed": model._fit_seed}
+            "fit_seed": model._fit_seed, **_data_meta(model)}
     return tensors, {_MAGIC_KEY: json.dumps(meta)}
 
 
@@ -119,10 +124,12 @@ def save(model: Any, path: Any) -> None:
     if not directory.is_dir():
         raise FileNotFoundError(f"save: directory {str(directory)!r} does not exist")
     tensors, metadata = _contents(model)
+    mode = _new_file_mode(path)
     _remove_stale_temporaries(path)
     tmp = directory / f"{path.name}{_TMP_INFIX}{os.getpid()}.{secrets.token_hex(4)}"
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, mode)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -136,6 +143,76 @@ def save(model: Any, path: Any) -> None:
             pass
         raise
     _fsync_directory(directory)
+
+
+def _umask() -> int:
+    try:  # Linux states it without changing it (no window in which another thread sees umask 0)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: Path) -> int:
+    """What `open(path, "w")` would leave: the replaced file's permissions, else 0666 & ~umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _data_meta(model: Any) -> dict[str, Any]:
+    """classes_, feature_names_in_ and metadata as JSON (checked: a bad value fails the save)."""
+    from .preprocessing import check_classes
+
+    out: dict[str, Any] = {"classes": None, "feature_names": None, "metadata": {}}
+    if getattr(model, "classes_", None) is not None:
+        c = check_classes(model.classes_, "save: model.classes_")
+        kind = {"b": "bool", "i": "int", "u": "int", "f": "float", "U": "str"}[c.dtype.kind]
+        out["classes"] = {"kind": kind, "values": c.tolist()}
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        names = [str(n) for n in names]
+        if model.in_features is not None and len(names) != model.in_features:
+            raise ValueError(f"save: model.feature_names_in_ names {len(names)} features, the model takes "
+                             f"{model.in_features}")
+        out["feature_names"] = names
+    metadata = getattr(model, "metadata", None) or {}
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"save: model.metadata must be JSON-serializable: {e}") from None
+    out["metadata"] = metadata
+    return out
+
+
+def _load_data_meta(model: Any, meta: dict[str, Any]) -> None:
+    """The inverse of _data_meta; raises ValueError on values a file cannot hold."""
+    from .preprocessing import check_classes
+
+    classes = meta.get("classes")
+    if classes is not None:
+        dtype = {"bool": bool, "int": np.int64, "float": np.float64, "str": str}[classes["kind"]]
+        c = check_classes(np.asarray(classes["values"], dtype=dtype), "classes")
+        n_out = model.out_features
+        if n_out is not None and len(c) != n_out and not (n_out == 1 and len(c) == 2):
+            raise ValueError(f"{len(c)} classes for a model with {n_out} outputs")
+        model.classes_ = c
+    names = meta.get("feature_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or (
+                model.in_features is not None and len(names) != model.in_features):
+            raise ValueError(f"feature names {names!r} do not name the model's {model.in_features} inputs")
+        model.feature_names_in_ = names
+    metadata = meta.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ValueError(f"metadata must be a JSON object, got {type(metadata).__name__}")
+    model.metadata = metadata
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -291,33 +368,40 @@ def _read_safetensors(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 class _Plan:
-    """What the metadata describes, before any storage exists: layers built shapes-only, the
-    model's dtype, and the shape every model tensor must have."""
+    """What the metadata describes, before any storage exists: the model with its layers built
+    shapes-only (sizes inferred, no arena), and the shape every model tensor must have."""
 
-    def __init__(self, meta: dict, layers: list, dtype: np.dtype, seed: Any) -> None:
+    def __init__(self, meta: dict, model: Any) -> None:
         self.meta = meta
-        self.layers = layers
-        self.dtype = dtype
-        self.seed = seed
+        self.model = model
+        self.dtype = model.dtype
+        layers = model.layers
         self.shapes = {f"{i}.{name}": tuple(shape) for i, layer in enumerate(layers)
                        for name, shape in {**layer._param_shapes(), **layer._buffer_shapes()}.items()}
         self.params = {f"{i}.{name}": tuple(shape) for i, layer in enumerate(layers)
                        for name, shape in layer._param_shapes().items()}
-        self.in_features = next((l.input_features() for l in layers if l.input_features() is not None), None)
+        self.input_shape = model.input_shape
 
 
 _CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError)
 
 
 def _plan(meta: dict) -> _Plan:
-    from . import _checks
     from .layers import LAYER_REGISTRY
     from .layers.base import shapes_only
+    from .model import Sequential
 
     try:
         cfg = meta["model"]
         if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list) or not cfg["layers"]:
             raise ValueError("'model' must hold a non-empty list of layers")
+        shape = cfg.get("input_shape")
+        if shape is not None and (not isinstance(shape, list) or not 1 <= len(shape) <= 3 or any(
+                type(d) is not int or not 1 <= d < 2**31 for d in shape)):
+            raise ValueError(f"input_shape must be null or 1 to 3 sizes in [1, 2**31), got {shape!r}")
+        seed = cfg.get("seed")
+        if seed is not None and (type(seed) is not int or not 0 <= seed < _MAX_SEED):
+            raise ValueError(f"seed must be null or an integer in [0, 2**64), got {seed!r}")
         layers = []
         with shapes_only():
             for i, spec in enumerate(cfg["layers"]):
@@ -327,13 +411,13 @@ def _plan(meta: dict) -> _Plan:
                 if cls is None:
                     raise ValueError(f"layer {i} has unknown class {spec.get('class')!r}")
                 layers.append(cls(**spec["config"]))
-        dtype = _checks.as_dtype(cfg["dtype"], "dtype")
-        seed = cfg.get("seed")
-        if seed is not None and (type(seed) is not int or not 0 <= seed < _MAX_SEED):
-            raise ValueError(f"seed must be null or an integer in [0, 2**64), got {seed!r}")
+            model = Sequential(layers, dtype=cfg["dtype"], seed=None, input_shape=cfg.get("input_shape"))
+        if any(l.has_params and not l._param_shapes() for l in model.layers):
+            raise ValueError("a layer's sizes are not determined (no input_shape)")
+        model.seed = seed
     except _CONFIG_ERRORS as e:
         raise _Invalid(f"describes an invalid architecture: {e}") from None
-    return _Plan(meta, layers, dtype, seed)
+    return _Plan(meta, model)
 
 
 # ---- the validation pass: each check raises _Invalid; all run before anything is built ----------
@@ -378,14 +462,17 @@ def _check_preprocessing(plan: _Plan, tensors: dict[str, np.ndarray]) -> None:
     prep = {k[len("prep."):]: v for k, v in tensors.items() if k.startswith("prep.")}
     if not prep:
         return
-    if set(prep) != {"mean", "scale"} or any(v.shape != (plan.in_features,) for v in prep.values()):
+    if set(prep) != {"mean", "scale"} or any(v.shape != plan.input_shape for v in prep.values()):
         raise _Invalid(f"holds an invalid input standardization {sorted(prep)} (needs 'mean' and "
-                       f"'scale' of shape ({plan.in_features},))")
+                       f"'scale' of shape {plan.input_shape})")
     for k, v in prep.items():
         if v.dtype.kind != "f" or not np.all(np.isfinite(v)):
             raise _Invalid(f"holds an input standardization whose {k!r} is not finite floats")
     if np.any(prep["scale"] <= 0):
         raise _Invalid("holds an input standardization with a scale <= 0")
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        _check_magnitude(prep["mean"].astype(plan.dtype), "the input standardization's mean")
+        _check_magnitude((1.0 / prep["scale"]).astype(plan.dtype), "the input standardization's 1/scale")
 
 
 def _counter(value: Any, what: str, minimum: int, maximum: int = _MAX_COUNTER) -> int:
@@ -477,15 +564,15 @@ _VALIDATIONS: list[Callable[[_Plan, dict], None]] = [
 
 def _build(plan: _Plan, tensors: dict[str, np.ndarray]):
     """The model, from a plan the validation pass accepted: zero storage, then the file's values."""
-    from .model import Sequential
+    from .preprocessing import Standardize
 
+    model = plan.model
     try:
-        model = Sequential(plan.layers, dtype=plan.dtype, seed=None)
-        model.seed = plan.seed
+        model._build_arena()
         model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
         prep = {k[len("prep."):]: v for k, v in tensors.items() if k.startswith("prep.")}
         if prep:
-            model.preprocessing = prep
+            model.preprocessing = Standardize(prep["mean"], prep["scale"])
         if plan.meta.get("compile"):
             loss, optimizer, metrics, state = _training_objects(plan.meta, tensors)
             model.compile(loss=loss, optimizer=optimizer, metrics=metrics)
@@ -493,16 +580,23 @@ def _build(plan: _Plan, tensors: dict[str, np.ndarray]):
                 model.optimizer.load_state_dict(state, model.parameters())
     except _CONFIG_ERRORS as e:
         raise _Invalid(f"has an invalid training configuration or optimizer state: {e}") from None
+    try:
+        _load_data_meta(model, plan.meta)
+    except _CONFIG_ERRORS as e:
+        raise _Invalid(f"has invalid class, feature-name or metadata entries: {e}") from None
     model.epochs_done = plan.meta.get("epochs_done", 0)
     model._fit_seed = plan.meta.get("fit_seed")
     return model
 
 
 def _probe_batch(model: Any) -> np.ndarray:
-    features = model.in_features if model.in_features is not None else 3
-    X = np.random.default_rng(0).standard_normal((8, features)).astype(model.dtype)
+    shape = tuple(model.input_shape) if model.input_shape is not None else (3,)
+    X = np.random.default_rng(0).standard_normal((8,) + shape).astype(model.dtype)
     X[0] = 0.0
     return X
+
+
+_PROBE_STEPS = 8  # an update that multiplies weights by >= 1e5 per step overflows float32 within them
 
 
 def _probe_training(model: Any) -> None:
@@ -516,7 +610,7 @@ def _probe_training(model: Any) -> None:
             layer._rng = np.random.default_rng(0)  # the library's generator stays untouched
     with np.errstate(all="ignore"):
         try:
-            for _ in range(3):
+            for _ in range(_PROBE_STEPS):
                 value = model.train_step(X, target)
                 if not np.isfinite(value):
                     raise _Invalid("holds a model whose training loss on a standard-normal batch is "
@@ -527,8 +621,8 @@ def _probe_training(model: Any) -> None:
             return  # a loss that does not take this probe's targets: no verdict
         for key, value in model._state_views().items():
             if not np.all(np.isfinite(value)):
-                raise _Invalid(f"holds a model whose training makes {key!r} non-finite within 3 "
-                               f"steps on a standard-normal batch")
+                raise _Invalid(f"holds a model whose training makes {key!r} non-finite within "
+                               f"{_PROBE_STEPS} steps on a standard-normal batch")
 
 
 def _probe(model: Any) -> None:
@@ -537,7 +631,7 @@ def _probe(model: Any) -> None:
     overflow here instead of in the user's first prediction."""
     X = _probe_batch(model)
     with np.errstate(all="ignore"):
-        out = model.forward(X, training=False)
+        out = model.predict(X)  # with the stored preprocessing, as a user's prediction
         if not np.all(np.isfinite(out)):
             raise _Invalid("holds weights that give non-finite outputs on a standard-normal input")
         if model.loss is not None:

@@ -102,6 +102,12 @@ class Loss:
             return t.astype(np.int64)
         return (t >= 0.5).astype(np.int64)
 
+    def probabilities(self, pred: Any) -> np.ndarray:
+        """Class probabilities (N, C) the outputs stand for (`Sequential.predict_proba`); only the
+        classification losses define them."""
+        raise ValueError(f"{type(self).__name__} is not a classification loss: its outputs are not "
+                         "class probabilities (compile with SoftmaxCrossEntropy, NLL or BinaryCrossEntropy)")
+
     def accuracy(self, pred: Any, target: Any) -> float:
         """Fraction of samples whose predicted class equals the target's class."""
         p, t = self.predicted_classes(pred), self.target_classes(target)
@@ -111,6 +117,12 @@ class Loss:
         return float(np.mean(p == t))
 
     # ---- description ------------------------------------------------------------------------
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        """The C++ network's loss kinds for (class-label targets, array targets), None where the
+        fused step cannot take that kind of target; (None, None) for a loss defined only by its
+        Python forward/backward."""
+        return None, None
+
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments (JSON-able)."""
         return {}
@@ -143,6 +155,9 @@ class MSE(Loss):
 
     name = "mse"
 
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        return None, "mse"
+
     def _forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, tuple]:
         return _core.mse_forward(pred, target), (pred, target)
 
@@ -163,6 +178,9 @@ class BinaryCrossEntropy(Loss):
     """
 
     name = "binary_crossentropy"
+
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        return None, "bce_logits" if self.from_logits else "bce"
 
     def __init__(self, from_logits: bool = False) -> None:
         super().__init__()
@@ -192,6 +210,14 @@ class BinaryCrossEntropy(Loss):
         p = np.asarray(pred)
         c = (p > self._threshold).astype(np.int64)
         return c[:, 0] if c.ndim == 2 and c.shape[1] == 1 else c
+
+    def probabilities(self, pred: Any) -> np.ndarray:
+        """Per output P(1) (the sigmoid of logits); a single output gives the two columns
+        [P(0), P(1)], as scikit-learn's binary classifiers do."""
+        p = np.asarray(pred, dtype=np.float64)
+        if self.from_logits:
+            p = 0.5 * (1.0 + np.tanh(0.5 * p))  # the sigmoid, without overflow for large |logits|
+        return np.column_stack([1.0 - p[:, 0], p[:, 0]]) if p.ndim == 2 and p.shape[1] == 1 else p
 
     def target_classes(self, target: Any) -> np.ndarray:
         t = np.asarray(target)
@@ -252,6 +278,9 @@ class SoftmaxCrossEntropy(_ClassLoss):
     name = "softmax_crossentropy"
     _pred_kind = "logits"
 
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        return "softmax_xent", "softmax_xent_soft"
+
     def check_target(self, target: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         name = f"{self._where()}: target"
         t = _checks.numeric_array(target, name)
@@ -264,6 +293,12 @@ class SoftmaxCrossEntropy(_ClassLoss):
         if not _in_unit_interval(t, allow_nan=False):
             raise ValueError(f"{name} must hold class probabilities in [0, 1], got {_range_str(t)}")
         return t
+
+    def probabilities(self, pred: Any) -> np.ndarray:
+        """The softmax of the logits, row by row (each row's max subtracted first)."""
+        z = np.asarray(pred, dtype=np.float64)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
 
     def _forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, tuple]:
         if target.ndim == 1:
@@ -292,6 +327,9 @@ class NLL(_ClassLoss):
     name = "nll"
     _pred_kind = "probabilities"
 
+    def fused_kinds(self) -> tuple[str | None, str | None]:
+        return "nll", None
+
     def check_pred(self, pred: Any) -> np.ndarray:
         p = super().check_pred(pred)
         if not _in_unit_interval(p, allow_nan=True):
@@ -299,6 +337,10 @@ class NLL(_ClassLoss):
                              f"Softmax's output; use SoftmaxCrossEntropy on logits), "
                              f"got {_range_str(p)}")
         return p
+
+    def probabilities(self, pred: Any) -> np.ndarray:
+        """The outputs themselves (a Softmax layer's probabilities)."""
+        return np.asarray(pred, dtype=np.float64)
 
     def _forward(self, pred: np.ndarray, target: np.ndarray) -> tuple[float, tuple]:
         return _core.nll_forward(pred, target), (pred, target)

@@ -7,12 +7,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from . import _checks, _engine, _random
+from . import _checks, _engine, _interrupt, _random
+from . import preprocessing as _prep
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
 from ._arena import Arena, Parameter
-from .layers.base import Layer
+from .layers.base import Elementwise, Layer, building_shapes_only
 
 __all__ = ["Sequential", "History"]
 
@@ -42,6 +43,15 @@ def _layer_name(i: int, layer: Layer) -> str:
     return f"layer {i} ({layer!r})"
 
 
+def _check_shape(shape: Any, what: str) -> tuple[int, ...]:
+    """A per-sample shape: 1 to 3 positive ints, (F), (C, L) or (C, H, W)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not 1 <= len(shape) <= 3:
+        raise ValueError(f"{what} must be a per-sample shape (F), (C, L) or (C, H, W), got {shape!r}")
+    return tuple(_checks.check_int(d, f"{what}[{i}]", 1) for i, d in enumerate(shape))
+
+
 class Sequential:
     """Layers applied in order; all their parameters live in one flat buffer.
 
@@ -53,14 +63,16 @@ class Sequential:
     are drawn again from it, and it is the default seed of `fit`'s shuffling and dropout.
     """
 
-    def __init__(self, layers: Iterable[Layer], dtype: Any = "float32", seed: int | None = None) -> None:
+    def __init__(self, layers: Iterable[Layer] | None = None, dtype: Any = "float32",
+                 seed: int | None = None, input_shape: Any = None) -> None:
         if isinstance(layers, Layer):
             raise TypeError("Sequential: layers must be a list of layers, got a single layer; wrap it in [...]")
+        empty_ok = layers is None  # Sequential() then add(layer)...
         try:
-            layers = list(layers)
+            layers = list(layers) if layers is not None else []
         except TypeError:
             raise TypeError(f"Sequential: layers must be a list of gs layers, got {type(layers).__name__}") from None
-        if not layers:
+        if not layers and not empty_ok:
             raise ValueError("Sequential: layers must hold at least one layer, got an empty list")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
@@ -69,20 +81,30 @@ class Sequential:
             raise ValueError("Sequential: the same layer object appears twice in layers; build a new one")
         self.dtype = _checks.as_dtype(dtype, "Sequential: dtype")
         self.seed = None if seed is None else _checks.check_int(seed, "Sequential: seed", 0)
+        self.input_shape: tuple[int, ...] | None = (
+            None if input_shape is None else _check_shape(input_shape, "Sequential: input_shape"))
         self.layers: list[Layer] = layers
-        self._check_sizes()
-        self._build_arena()
-        if self.seed is not None:
-            self._reinitialize(np.random.default_rng(self.seed))
+        self.arena: Arena | None = None
+        self._in_shapes: list[tuple[int, ...] | None] = []
+        self.out_shape: tuple[int, ...] | None = None
+        self.out_features: int | None = None
+        if layers:
+            self._build()
         self.loss: Any = None
         self.optimizer: Any = None
         self.metrics: list[str] = []
         self.stop_training = False
         self.epochs_done = 0  # cumulative over fit calls; saved in model files (resume = uninterrupted run)
         self._fit_seed: int | None = None
-        # Optional input standardization the model was trained with ({"mean", "scale"} arrays),
-        # saved in model files so `gradstep predict` can apply it to raw data.
-        self.preprocessing: dict[str, np.ndarray] | None = None
+        # What the model does with raw data, saved in model files (see gradstep/preprocessing.py):
+        # `preprocessing` (a gs.Standardize or None) is applied by fit/evaluate/predict* to X, never
+        # by forward/train_step; `classes_` (None or the class values, as scikit-learn's) maps the
+        # labels given to fit/evaluate to output indices and predict_classes' indices back;
+        # `feature_names_in_` names the input columns; `metadata` is a JSON-able dict of the user's.
+        self.preprocessing: _prep.Standardize | None = None
+        self.classes_: np.ndarray | None = None
+        self.feature_names_in_: list[str] | None = None
+        self.metadata: dict[str, Any] = {}
         # The whole-step C++ engine (None until the first train_step; False when the model's
         # layers, loss or optimizer need the layer-by-layer path). `use_engine = False` forces
         # the layer-by-layer path, which gives the same bits, only slower.
@@ -91,24 +113,99 @@ class Sequential:
         self._last_output: np.ndarray | None = None
 
     # ---- construction -------------------------------------------------------------------------
-    def _check_sizes(self) -> None:
-        """Walk the feature counts through the layers; name the two layers that disagree."""
-        features, source = None, None
+    def add(self, layer: Layer) -> "Sequential":
+        """Append a layer (shapes are checked again; the model must not be compiled yet)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add: layer must be a gs layer, got {type(layer).__name__}")
+        if any(layer is l for l in self.layers):
+            raise ValueError("Sequential.add: this layer object is already in the model; build a new one")
+        if self.loss is not None:
+            raise ValueError("Sequential.add: add every layer before compile()")
+        self.layers.append(layer)
+        try:
+            self._build()
+        except Exception:
+            self.layers.pop()
+            raise
+        return self
+
+    @property
+    def in_features(self) -> int | None:
+        """Features per sample of a model on (N, F) input (None for other inputs or when unknown)."""
+        return self.input_shape[0] if self.input_shape is not None and len(self.input_shape) == 1 else None
+
+
+    def _infer_shapes(self, in_shape: tuple[int, ...] | None) -> tuple[list, tuple[int, ...] | None]:
+        """Each layer's per-sample input shape and the model's output shape, walking from `in_shape`
+        (or from the first layer that fixes one); a layer that cannot take its input raises,
+        naming it, the layer the shape comes from, and the shape."""
+        shapes: list[tuple[int, ...] | None] = []
+        shape, source = in_shape, None
+        if shape is None:  # the first layer that fixes its input shape, past shape-keeping ones
+            for layer in self.layers:
+                shape = layer.input_shape_hint()
+                if shape is not None or not isinstance(layer, Elementwise):
+                    break
         for i, layer in enumerate(self.layers):
-            need = layer.input_features()
-            if need is not None:
-                if features is not None and need != features:
-                    raise ValueError(
-                        f"Sequential: {_layer_name(i, layer)} expects {need} input features, but "
-                        f"{_layer_name(*source)} outputs {features}")
-                features = need
-            features = layer.output_features(features)
-            if need is not None or source is None:
-                source = (i, layer)  # the layer that last fixed the feature count
-        self.in_features = next((l.input_features() for l in self.layers if l.input_features() is not None), None)
-        self.out_features = features
+            shapes.append(shape)
+            if shape is None:
+                continue
+            try:
+                out = layer.output_shape(shape)
+            except ValueError as e:
+                where = (f"{_layer_name(*source)}, which outputs" if source is not None
+                         else "the model's input of")
+                raise ValueError(f"Sequential: {_layer_name(i, layer)} cannot take {where} shape "
+                                 f"(N, {', '.join(map(str, shape))}): {e}") from None
+            if out != shape or source is None:
+                source = (i, layer)  # the layer that last fixed the shape
+            shape = out
+        return shapes, shape
+
+    def _build(self, in_shape: tuple[int, ...] | None = None) -> None:
+        """Infer shapes (from `in_shape`, the model's input_shape or the first layer) and lay the
+        parameters out in one arena once every layer knows its sizes."""
+        start = in_shape or self.input_shape
+        shapes, out = self._infer_shapes(start)
+        if start is None and shapes:
+            start = shapes[0]
+        complete = start is not None and all(s is not None for s in shapes)
+        if complete:
+            self.input_shape = tuple(start)
+        self._in_shapes, self.out_shape = shapes, out
+        # Values per sample of the model's output (None when unknown); an attribute, not a
+        # property, because every training step reads it.
+        self.out_features = None if out is None else int(np.prod(out))
+        unbuilt = [l for l in self.layers if l.has_params and not l._param_shapes()]
+        if not unbuilt and (self.arena is None or self._arena_stale()):
+            self._build_arena()
+            if self.seed is not None:
+                self._reinitialize(np.random.default_rng(self.seed))
+            self._engine = None
+
+    def _arena_stale(self) -> bool:
+        return any(layer._arena is not self.arena for layer in self.layers if layer._param_shapes())
+
+    def build(self, input_shape: Any) -> "Sequential":
+        """Fix the per-sample input shape now (instead of at the first batch): infers the sizes of
+        lazy layers, checks every layer against its input and lays out the parameters."""
+        shape = _check_shape(input_shape, "Sequential.build: input_shape")
+        if self.input_shape is not None and self.input_shape != shape:
+            raise ValueError(f"Sequential.build: the model's input_shape is {self.input_shape}, got {shape}")
+        self._build(shape)
+        return self
+
+    def _ensure_input(self, shape: tuple[int, ...]) -> None:
+        """Settle the input shape from a batch's per-sample shape (first batch)."""
+        if self.input_shape is None or self.arena is None:
+            self._build(tuple(int(d) for d in shape))
+
+    def _check_sizes(self) -> None:
+        self._build()
 
     def _build_arena(self) -> None:
+        if building_shapes_only():
+            return  # gs.load checks the shapes against its file first, then calls this itself
         specs = [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
                  for name, shape in layer._param_shapes().items()]
         self.arena = Arena(specs, self.dtype)
@@ -179,6 +276,7 @@ class Sequential:
 
     # ---- forward / backward -------------------------------------------------------------------
     def forward(self, x: Any, training: bool = False) -> np.ndarray:
+        self._settle(x)
         for layer in self.layers:
             x = layer.forward(x, training=training)
         return x
@@ -186,11 +284,25 @@ class Sequential:
     def backward(self, grad: Any) -> np.ndarray:
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
+        for layer in self.layers:
+            layer._after_backward()
         return grad
+
+    def _settle(self, x: Any) -> None:
+        """Build what the first batch decides (input shape, sizes of lazy layers, the arena)."""
+        if self.input_shape is None or self.arena is None:
+            shape = np.shape(x)
+            if len(shape) < 2:
+                raise ValueError(f"Sequential: x must be a batch (N, ...) with at least 2 dimensions, "
+                                 f"got shape {shape}")
+            self._ensure_input(tuple(shape[1:]))
 
     def penalty(self) -> float:
         """Σ of the layers' regularization terms (Dense's (l2/2)·‖W‖²)."""
-        return float(sum(layer.penalty() for layer in self.layers))
+        if len(self._in_shapes) != len(self.layers):
+            return float(sum(layer.penalty() for layer in self.layers))
+        return float(sum(layer.penalty() if layer.op_kind is None else layer._penalty_for(shape)
+                         for layer, shape in zip(self.layers, self._in_shapes)))
 
     def _get_engine(self) -> Any:
         engine = self._engine
@@ -201,22 +313,55 @@ class Sequential:
     def train_step(self, xb: Any, yb: Any) -> float:
         """One mini-batch: forward, loss, backward, optimizer update. Returns the loss (with the L2 terms).
 
-        Runs as one C++ call when every layer, the loss and the optimizer are built-in ones the
-        engine covers; otherwise layer by layer (same results)."""
+        Runs as one C++ call when every layer, the loss and the optimizer are built-in ones (their
+        C++ ops, loss and update); otherwise layer by layer (same results)."""
         self._require_compiled("train_step")
         # NaN or inf in a batch would poison the weights silently: refused as fit refuses them.
         _checks.check_finite(xb, "train_step: xb")
         _checks.check_finite(yb, "train_step: yb")
+        self._settle(xb)
         engine = self._get_engine()
         if engine:
             self._last_output = None
             return engine.step(xb, yb)
+        value = self._forward_backward_layers(xb, yb)
+        self.optimizer.step(self.parameters())
+        return value
+
+    def forward_backward(self, xb: Any, yb: Any) -> float:
+        """The first half of `train_step`: forward, loss and backward; returns the loss (with the L2
+        terms) and leaves the gradients in the flat buffer `arena.grads` (every `layer.grads` is a
+        view of it). `update()` is the second half; data parallelism all-reduces the gradient
+        buffer between them."""
+        self._require_compiled("forward_backward")
+        self._settle(xb)
+        engine = self._get_engine()
+        if engine:
+            self._last_output = None
+            return engine.forward_backward(xb, yb)
+        return self._forward_backward_layers(xb, yb)
+
+    def update(self) -> None:
+        """The second half of `train_step`: the optimizer's update from the gradients in
+        `arena.grads`, as they are now."""
+        self._require_compiled("update")
+        if self.arena is None:
+            raise ValueError("update: the model is not built yet (run forward_backward first)")
+        engine = self._get_engine()
+        if engine:
+            engine.update()
+        else:
+            self.optimizer.step(self.parameters())
+
+    def _forward_backward_layers(self, xb: Any, yb: Any) -> float:
+        # In the model's dtype, as the fused step takes it (a parameter-free first layer would
+        # otherwise compute in the batch's own float dtype).
+        xb = _checks.float_array(xb, "train_step: xb", self.dtype)
         out = self.forward(xb, training=True)
         if not self._labels_loss() and self.out_features == 1 and np.ndim(yb) == 1:
             yb = np.reshape(yb, (-1, 1))  # targets (N,) for a single-output model, as fit accepts
         value = self.loss.forward(out, yb) + self.penalty()
         self.backward(self.loss.backward())
-        self.optimizer.step(self.parameters())
         self._last_output = out
         return value
 
@@ -231,20 +376,34 @@ class Sequential:
         return isinstance(self.loss, (_losses.SoftmaxCrossEntropy, _losses.NLL))
 
     def _check_X(self, X: Any, what: str, xname: str = "X") -> np.ndarray:
-        """A non-empty numeric (samples, in_features) array, not yet converted."""
+        """A non-empty numeric (samples, *input_shape) array, not yet converted."""
+        X = _prep.select_columns(X, self.feature_names_in_, f"{what}: {xname}")
         X = _checks.numeric_array(X, f"{what}: {xname}")
-        if X.ndim != 2:
+        want = self.input_shape
+        if want is not None and len(want) == 1 and X.ndim != 2:
+            raise ValueError(f"{what}: {xname} must be a 2-D array (samples, features), got shape {X.shape}")
+        if want is not None and X.ndim != len(want) + 1:
+            raise ValueError(f"{what}: {xname} must be a {len(want) + 1}-D array (samples, "
+                             f"{', '.join(map(str, want))}), got shape {X.shape}")
+        if X.ndim < 2:
             raise ValueError(f"{what}: {xname} must be a 2-D array (samples, features), got shape {X.shape}")
         if X.shape[0] == 0:
             raise ValueError(f"{what}: {xname} is empty (0 samples)")
-        if self.in_features is not None and X.shape[1] != self.in_features:
-            raise ValueError(f"{what}: {xname} must have {self.in_features} features (the first layer's "
-                             f"in_features), got {X.shape[1]}")
+        if want is not None and X.shape[1:] != want:
+            if len(want) == 1:
+                raise ValueError(f"{what}: {xname} must have {want[0]} features (the first layer's "
+                                 f"in_features), got {X.shape[1]}")
+            raise ValueError(f"{what}: {xname} must have per-sample shape {want} (the model's "
+                             f"input_shape), got {X.shape[1:]}")
+        if want is None:
+            self._ensure_input(tuple(int(d) for d in X.shape[1:]))
         return X
 
     def _check_data(self, X: Any, y: Any, what: str, xname: str = "X", yname: str = "y") -> tuple[np.ndarray, np.ndarray]:
         X = self._check_X(X, what, xname)
         _checks.check_finite(X, f"{what}: {xname}")
+        if self.classes_ is not None and np.ndim(y) == 1:
+            y = _prep.encode_labels(y, _prep.check_classes(self.classes_, "classes_"), f"{what}: {yname}")
         y = _checks.numeric_array(y, f"{what}: {yname}")
         if y.shape[0:1] != X.shape[0:1]:
             raise ValueError(f"{what}: {xname} and {yname} must have the same number of samples, got "
@@ -260,8 +419,20 @@ class Sequential:
                 raise ValueError(f"{what}: {yname} must have shape ({X.shape[0]}, {self.out_features}) to match "
                                  f"the model's outputs, got {y.shape}")
             y = np.ascontiguousarray(y, dtype=self.dtype)
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        return X, y
+        return self._network_input(X), y
+
+    def _network_input(self, X: np.ndarray) -> np.ndarray:
+        """Checked raw data -> what the first layer takes: `preprocessing` applied, model dtype."""
+        if self.preprocessing is not None:
+            X = self.preprocessing.transform(X)
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def _infer_classes(self, y: Any) -> None:
+        """fit with labels that are not numbers (strings, e.g. "yes"/"no") sets classes_ from them."""
+        if self.classes_ is None and self._labels_loss() and np.ndim(y) == 1:
+            values = np.asarray(y)
+            if values.dtype.kind not in "biuf":
+                self.classes_ = _prep.check_classes(np.unique(values.astype(str)), "fit: y")
 
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
@@ -275,6 +446,7 @@ class Sequential:
                                                max_inclusive=False)
         verbose = _checks.check_int(verbose, "fit: verbose", 0)
         seed = self._resolve_seed(seed)
+        self._infer_classes(y)
         X, y = self._check_data(X, y, "fit")
         val = None
         if validation_data is not None:
@@ -294,6 +466,7 @@ class Sequential:
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": X.shape[0]}
         self.history = history
         self.stop_training = False
+        self.interrupted_at: tuple[int, int, int] | None = None  # (epoch, batches done, batches) on Ctrl-C
         for cb in callbacks:
             cb.set_model(self)
         for cb in callbacks:
@@ -307,6 +480,8 @@ class Sequential:
         xbuf = np.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
         ybuf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
         progress = _progress_factory(verbose)
+        sigint = _interrupt.deferred()
+        interrupt = sigint.__enter__()
         try:
             for e in range(epochs):
                 epoch = self.epochs_done
@@ -341,6 +516,12 @@ class Sequential:
                             bar.set_postfix_str(f"loss={sums['loss'] / min(n, (b + 1) * batch_size):.4f}", refresh=False)
                     for cb in callbacks:
                         cb.on_batch_end(b, {"loss": value, "size": xb.shape[0]})
+                    if interrupt.requested:  # Ctrl-C: this batch is done; the epoch is not
+                        if bar is not None:
+                            bar.close()
+                        self.interrupted_at = (epoch, b + 1, n_batches)
+                        raise KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1} after batch "
+                                                f"{b + 1} of {n_batches}")
                     if self.stop_training:
                         stopped_in_batch = True
                         break
@@ -362,6 +543,7 @@ class Sequential:
                 if self.stop_training:
                     break
         finally:
+            sigint.__exit__(None, None, None)
             for cb in callbacks:
                 cb.on_train_end({})
         return history
@@ -424,7 +606,11 @@ class Sequential:
         batch_size = _checks.check_int(batch_size, "predict: batch_size", 1)
         X = self._check_X(X, "predict")
         _checks.check_finite(X, "predict: X")  # as fit and evaluate: no silent NaN rows or class 0
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        with np.errstate(over="ignore"):
+            X = self._network_input(X)
+        # A value finite in the caller's float64 can overflow the model's float32 (or its stored
+        # standardization): refused too, not predicted as inf/NaN.
+        _checks.check_finite(X, f"predict: X (standardized, as {self.dtype.name})")
         outs = [self.forward(X[s:s + batch_size], training=False) for s in range(0, X.shape[0], batch_size)]
         return np.concatenate(outs, axis=0)
 
@@ -432,31 +618,48 @@ class Sequential:
         """Class labels as the compiled loss reads the outputs: argmax over classes, or a
         threshold per output (0.5 on probabilities, 0 on logits); argmax / 0.5 when uncompiled."""
         loss = self.loss if self.loss is not None else _losses.Loss()
-        return loss.predicted_classes(self.predict(X, batch_size))
+        indices = loss.predicted_classes(self.predict(X, batch_size))
+        if self.classes_ is None:
+            return indices
+        return _prep.decode_labels(indices, _prep.check_classes(self.classes_, "classes_"))
+
+    def predict_proba(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities (N, C), columns in the order of `classes_` (or of the outputs), for
+        a model compiled with a classification loss: the softmax of SoftmaxCrossEntropy's logits,
+        NLL's outputs, BinaryCrossEntropy's P(1) (two columns [P(0), P(1)] for a single output)."""
+        if self.loss is None:
+            raise ValueError("predict_proba: compile the model with a classification loss first")
+        return self.loss.probabilities(self.predict(X, batch_size))
 
     # ---- description --------------------------------------------------------------------------
     def summary(self) -> str:
         rows = [("#", "layer", "output", "params")]
-        features = self.in_features
         total = 0
+        shapes = self._in_shapes[1:] + [self.out_shape] if self._in_shapes else [None] * len(self.layers)
         for i, layer in enumerate(self.layers):
-            features = layer.output_features(features)
+            out = shapes[i] if i < len(shapes) else None
             count = int(sum(v.size for v in layer.params.values()))
             total += count
-            rows.append((str(i), repr(layer), f"(N, {features})" if features is not None else "(N, ?)", f"{count:,}"))
+            desc = f"(N, {', '.join(map(str, out))})" if out is not None else "(N, ?)"
+            rows.append((str(i), repr(layer), desc, f"{count:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = "-" * (sum(widths) + 6)
-        out = [line]
+        out_lines = [line]
+        if self.input_shape is not None:
+            out_lines.insert(0, f"input: (N, {', '.join(map(str, self.input_shape))})")
         for j, r in enumerate(rows):
-            out.append("  ".join(r[c].ljust(widths[c]) if c < 3 else r[c].rjust(widths[c]) for c in range(4)))
+            out_lines.append("  ".join(r[c].ljust(widths[c]) if c < 3 else r[c].rjust(widths[c]) for c in range(4)))
             if j == 0:
-                out.append(line)
-        out += [line, f"Total parameters: {total:,} ({self.dtype.name})"]
-        return "\n".join(out)
+                out_lines.append(line)
+        out_lines += [line, f"Total parameters: {total:,} ({self.dtype.name})"]
+        return "\n".join(out_lines)
 
     def get_config(self) -> dict[str, Any]:
-        return {"dtype": self.dtype.name, "seed": self.seed,
-                "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+        cfg = {"dtype": self.dtype.name, "seed": self.seed,
+               "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+        if self.input_shape is not None:
+            cfg["input_shape"] = list(self.input_shape)
+        return cfg
 
     def save(self, path: Any) -> None:
         """Write one .safetensors file: weights, buffers, optimizer state and the architecture."""

@@ -4,6 +4,7 @@
 - `history(history)`: loss and metric curves per epoch, training and validation;
 - `lr_find(result)`: the learning-rate finder's loss against the learning rate, suggestion marked;
 - `gradients(monitor)`: a GradientMonitor's per-layer gradient norms and dead/saturated fractions.
+- `pretrain(result)`: layer-wise pre-training's reconstruction loss curves, one per layer.
 """
 from __future__ import annotations
 
@@ -129,4 +130,28 @@ def gradients(monitor: Any, path: Any = None):
         ax_u.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax_u.text(0.5, 0.5, "no ReLU, sigmoid or tanh layers", ha="center", va="center", transform=ax_u.transAxes)
+    return _finish(fig, path)
+
+
+def pretrain(result: Any, path: Any = None):
+    """Greedy pre-training's reconstruction loss per epoch, one curve per pre-trained layer (each
+    layer's own loss: binary cross-entropy and MSE values are not comparable across layers)."""
+    from .pretrain import PretrainResult
+    if not isinstance(result, PretrainResult):
+        raise TypeError(f"plot.pretrain: result must be what gs.pretrain.autoencoders returns (a "
+                        f"PretrainResult), got {type(result).__name__}")
+    if not result.layers:
+        raise ValueError("plot.pretrain: the result holds no pre-trained layer")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for layer, curve, name, shape in zip(result.layers, result.losses, result.loss_names, result.shapes):
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3,
+                label=f"layer {layer} ({shape[0]} -> {shape[1]}, {name})")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_ylabel("reconstruction loss (training)")
+    noise = result.params.get("noise", 0.0)
+    ax.set_title("layer-wise pre-training" + (f" (denoising: {result.params['noise_kind']} {noise:g})" if noise else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _finish(fig, path)

@@ -21,6 +21,12 @@ How a trial is scored
   value), or a callable `metric(model, X_val, y_val) -> float` (maximized);
 - a trial whose training loss (or score) becomes NaN or inf scores -inf and is kept in the
   result with status "nan": it is reported, not raised.
+- what people read (the progress lines with `verbose=1`, `SearchResult.table`, `score_text`)
+  numbers trials (and stages) from 1 in the order they were drawn (`Trial.index + 1`) and shows a
+  minimized metric as itself ("val_loss 0.1234", lower is better), not as the negated score.
+
+Ctrl-C during a search raises `SearchInterrupted` (a KeyboardInterrupt) whose `result` holds the
+trials that finished, so a caller can still print their table.
 
 Reproducibility: every trial draws its parameters, its weights (the library generator is seeded
 while `build` runs) and its shuffling (`fit(seed=)`) from seeds derived from (seed, stage, trial
@@ -46,7 +52,7 @@ import numpy as np
 from . import _checks, _random
 
 __all__ = ["Distribution", "LogUniform", "Uniform", "Choice", "IntUniform", "Trial", "SearchResult",
-           "random_search", "coarse_to_fine"]
+           "SearchInterrupted", "random_search", "coarse_to_fine"]
 
 METRICS = ("accuracy", "loss", "mse", "mae")
 
@@ -249,6 +255,23 @@ class Trial:
                 f"status={self.status!r}, params={{{params}}})")
 
 
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a search: `result` is a SearchResult of the trials that finished (None if
+    none did; no best model is retrained). A KeyboardInterrupt, so that it stops a program as
+    Ctrl-C does unless caught."""
+
+    def __init__(self, result: "SearchResult | None") -> None:
+        super().__init__("search interrupted")
+        self.result = result
+
+
+def shown_score(metric: str, score: float) -> tuple[str, float]:
+    """(name, value) as a person reads a score: "-val_loss" -0.12 is shown as val_loss 0.12."""
+    if metric.startswith("-"):
+        return metric[1:], -score
+    return metric, score
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -260,7 +283,8 @@ class SearchResult:
 
     `trials` is sorted by score, best first (ties keep the order the trials were drawn in);
     `best_trial`, `best_params`, `best_score`; `metric` says what the score is (e.g.
-    "val_accuracy" or "-val_loss"); `spaces` holds the search space of each stage.
+    "val_accuracy" or "-val_loss": scores are maximized, so a loss is negated; `table` and
+    `score_text` show it as the loss itself); `spaces` holds the search space of each stage.
 
     `best_model` is the best trial's parameters *retrained on all of X, y* (the validation rows of
     a hold-out split included) for the best trial's epochs, with that trial's weight and
@@ -289,22 +313,30 @@ class SearchResult:
     def best_score(self) -> float:
         return self.trials[0].score
 
+    def score_text(self, trial: Trial) -> str:
+        """The trial's score as a person reads it, e.g. "val_accuracy 0.9500" or "val_loss 0.1234"."""
+        name, value = shown_score(self.metric, trial.score)
+        return f"{name} {value:.4f}"
+
     def table(self, max_rows: int | None = None) -> str:
-        """A text table of the trials, best first: rank, trial, stage (when several), parameters,
-        score (with the fold spread under cross-validation), epochs, status."""
+        """A text table of the trials, best first: rank, trial (numbered from 1 as drawn, as in the
+        progress lines), stage (from 1, when several), parameters, the score as its metric (a loss
+        shown as itself: lower is better; with the fold spread under cross-validation), epochs,
+        status."""
         keys: list[str] = []
         for t in self.trials:
             keys += [k for k in t.params if k not in keys]
         stages = len({t.stage for t in self.trials}) > 1
         folds = any(len(t.fold_scores) > 1 for t in self.trials)
-        head = ["rank", "trial"] + (["stage"] if stages else []) + keys + [self.metric]
+        name, sign = shown_score(self.metric, 1.0)
+        head = ["rank", "trial"] + (["stage"] if stages else []) + keys + [name]
         head += (["± std"] if folds else []) + ["epochs", "status"]
         rows = [head]
         shown = self.trials if max_rows is None else self.trials[:max_rows]
         for rank, t in enumerate(shown, 1):
-            row = [str(rank), str(t.index)] + ([str(t.stage)] if stages else [])
+            row = [str(rank), str(t.index + 1)] + ([str(t.stage + 1)] if stages else [])
             row += [_fmt(t.params[k]) if k in t.params else "-" for k in keys]
-            row.append(f"{t.score:.4f}" if math.isfinite(t.score) else str(t.score))
+            row.append(f"{sign * t.score:.4f}" if math.isfinite(t.score) else "diverged")
             if folds:
                 finite = [s for s in t.fold_scores if math.isfinite(s)]
                 row.append(f"{np.std(finite):.4f}" if len(finite) == len(t.fold_scores) else "-")
@@ -500,6 +532,12 @@ class _Setup:
             self.folds = [self._holdout(validation_split, n, where)]
         self.scoring = _describe_metric(metric) if metric is not None else None
         self._label = ""  # what the score is, from the first trial's model when metric is None
+        self.finished: list[Trial] = []  # every trial that finished, for a Ctrl-C's partial result
+        self.stages = 1
+
+    def interrupted(self, spaces: list[dict[str, Any]]) -> SearchInterrupted:
+        done = list(self.finished)
+        return SearchInterrupted(SearchResult(done, self.metric_label(), spaces, self.seed) if done else None)
 
     def _kfold(self, k: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
         from sklearn.model_selection import KFold, StratifiedKFold
@@ -550,10 +588,13 @@ class _Setup:
             t.status, t.message, t.seconds = out["status"], out["message"], out["seconds"]
             self._label = self._label or out["metric"]
             trials.append(t)
+            self.finished.append(t)
             if self.verbose:
                 params = ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
                 note = f" ({t.message})" if t.message else ""
-                print(f"trial {t.index + 1}/{total} (stage {t.stage}): {params} -> score {t.score:.4f}"
+                name, value = shown_score(self.metric_label(), t.score)
+                stage = f" (stage {t.stage + 1})" if self.stages > 1 else ""
+                print(f"trial {t.index + 1}/{total}{stage}: {params} -> {name} {value:.4f}"
                       f"{note} [{t.seconds:.1f} s]", flush=True)
         return trials
 
@@ -588,7 +629,10 @@ def random_search(build: Callable[[dict], Any], space: dict[str, Any], X: Any, y
     setup = _Setup(where, build, X, y, cv, validation_data, validation_split, seed, n_jobs, batch_size,
                    metric, verbose)
     jobs = [(i, 0, _sample(space, _trial_seeds(setup.seed, 0, i)[0]), epochs) for i in range(trials)]
-    done = setup.run(jobs, trials)
+    try:
+        done = setup.run(jobs, trials)
+    except KeyboardInterrupt:
+        raise setup.interrupted([space]) from None
     result = SearchResult(done, setup.metric_label(), [space], setup.seed)
     if refit:
         result.best_model, result.best_history = setup.refit(result.best_trial)
@@ -627,6 +671,7 @@ def coarse_to_fine(build: Callable[[dict], Any], space: dict[str, Any], X: Any, 
     setup = _Setup(where, build, X, y, cv, validation_data, validation_split, seed, n_jobs, batch_size,
                    metric, verbose)
     total = sum(t for t, _ in plan)
+    setup.stages = len(plan)
     spaces, done, index = [], [], 0
     for s, (n_trials, epochs) in enumerate(plan):
         spaces.append(space)
@@ -634,7 +679,10 @@ def coarse_to_fine(build: Callable[[dict], Any], space: dict[str, Any], X: Any, 
         for _ in range(n_trials):
             jobs.append((index, s, _sample(space, _trial_seeds(setup.seed, s, index)[0]), epochs))
             index += 1
-        stage_trials = setup.run(jobs, total)
+        try:
+            stage_trials = setup.run(jobs, total)
+        except KeyboardInterrupt:
+            raise setup.interrupted(spaces) from None
         done += stage_trials
         if s + 1 < len(plan):
             space = _narrowed(space, stage_trials, top)

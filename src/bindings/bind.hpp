@@ -10,5 +10,8 @@ void bind_norm(pybind11::module_& m);
 void bind_dropout(pybind11::module_& m);
 void bind_loss(pybind11::module_& m);
 void bind_optim(pybind11::module_& m);
+void bind_op(pybind11::module_& m);
 void bind_network(pybind11::module_& m);
+void bind_conv(pybind11::module_& m);
+void bind_pool(pybind11::module_& m);
 }  // namespace gradstep::bind

@@ -1,171 +1,25 @@
-// gradstep._core.Network: a whole training step (forward, loss, backward, update) in one call.
+// gradstep._core.Network: a model's ops, fused loss and optimizer; a training step in one call
+// (train_step) or in two halves (forward_backward, then update), so that data parallelism can
+// all-reduce the flat gradient buffer between them.
 // The handle keeps references to the arrays it writes every step (the flat parameter, gradient and
-// optimizer-state buffers, BatchNorm running statistics), checked once at construction; each step
-// then checks only the batch, so the Python cost per mini-batch is a few microseconds.
+// optimizer-state buffers, the ops' buffers such as BatchNorm's running statistics), checked in
+// full at construction; each step checks the batch and that those arrays are still writable, so
+// the Python cost per mini-batch is a few microseconds and a step allocates nothing.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cmath>
-#include <limits>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "bindings/bind.hpp"
 #include "bindings/check.hpp"
+#include "bindings/op_spec.hpp"
 #include "core/network.hpp"
 
 namespace gradstep::bind {
 namespace {
-
-using LayerTuple = std::tuple<int, int64_t, int64_t, int64_t, int64_t, double, double, double>;
-
-template <class T>
-void check_buffer(const py::object& o, const char* name, int64_t P) {
-  if (o.is_none()) return;
-  if (!py::isinstance<py::array>(o))
-    throw py::type_error(std::string("Network: ") + name + " must be a numpy array or None");
-  py::array a = py::reinterpret_borrow<py::array>(o);
-  check_array<T>(a, "Network", name, {P});
-  if (!a.writeable()) throw py::value_error(std::string("Network: ") + name + " must be writable");
-}
-
-// py::cast with a TypeError naming the argument (pybind11's own cast_error becomes RuntimeError).
-template <class V>
-V cast_arg(const py::handle& h, const char* fn, const char* name) {
-  try {
-    return py::cast<V>(h);
-  } catch (const py::cast_error&) {
-    throw py::type_error(std::string(fn) + ": " + name + " has the wrong type (" +
-                         std::string(py::str(py::type::handle_of(h).attr("__name__"))) + ")");
-  }
-}
-
-struct NetworkHandle {
-  bool f64 = false;
-  std::unique_ptr<cpu::Network<float>> net32;
-  std::unique_ptr<cpu::Network<double>> net64;
-  std::vector<cpu::LayerDesc> layers;
-  cpu::LossOp loss;
-  cpu::OptOp opt;
-  py::array params, grads;
-  std::vector<py::array> running_mean, running_var;
-  py::object state0, state1;
-  // Filled once at construction and reused by every step, so a step allocates nothing.
-  std::vector<void*> rm_ptrs, rv_ptrs;
-  std::vector<uint64_t> seed_buf;
-  int64_t P = 0;
-  size_t n_dropout = 0;
-  int64_t last_N = 0;  // rows of the last *successful* step (what output/layer_stats may read)
-  // Held for a whole step (the GIL is released inside it) and by output/layer_stats: a second
-  // Python thread using the same handle gets an error, never a workspace being reallocated.
-  std::mutex busy;
-
-  // The arrays the handle writes every step are Python objects the caller still holds: one may
-  // have been made read-only (or retyped in place) since construction. Check them again, and
-  // take their pointers afresh, before every step; it costs no allocation.
-  template <class T>
-  void recheck_buffers() {
-    check_array<T>(params, "Network.train_step", "params", {P});
-    check_array<T>(grads, "Network.train_step", "grads", {P});
-    if (!params.writeable() || !grads.writeable())
-      throw py::value_error("Network.train_step: params and grads must be writable");
-    check_buffer<T>(state0, "state0", P);
-    check_buffer<T>(state1, "state1", P);
-    size_t bn = 0;
-    for (const auto& d : layers)
-      if (d.op == cpu::LayerOp::kBatchNorm) {
-        check_array<T>(running_mean[bn], "Network.train_step", "running_mean", {d.out});
-        check_array<T>(running_var[bn], "Network.train_step", "running_var", {d.out});
-        if (!running_mean[bn].writeable() || !running_var[bn].writeable())
-          throw py::value_error("Network.train_step: BatchNorm running_mean and running_var must "
-                                "be writable (the step updates them)");
-        rm_ptrs[bn] = running_mean[bn].mutable_data();
-        rv_ptrs[bn] = running_var[bn].mutable_data();
-        ++bn;
-      }
-  }
-
-  template <class T>
-  double step_impl(cpu::Network<T>& net, const py::array& x, const py::object& labels,
-                   const py::object& target, const py::sequence& seeds,
-                   const py::sequence& hyper_seq, int64_t step) {
-    const char* fn = "Network.train_step";
-    recheck_buffers<T>();
-    const int64_t I = layers.front().in, K = layers.back().out;
-    const T* px = in<T>(x, fn, "x", {kAny, I});
-    const int64_t N = dim(x, 0);
-    if (N < 1) throw py::value_error("Network.train_step: x must have at least one row");
-    cpu::StepArgs<T> a{};
-    a.params = static_cast<T*>(params.mutable_data());
-    a.grads = static_cast<T*>(grads.mutable_data());
-    a.x = px;
-    a.N = N;
-    a.labels = nullptr;
-    a.target = nullptr;
-    const bool wants_labels = loss == cpu::LossOp::kSoftmaxXent || loss == cpu::LossOp::kNLL;
-    if (wants_labels) {
-      if (labels.is_none()) throw py::value_error("Network.train_step: labels are required for this loss");
-      if (!py::isinstance<py::array>(labels))
-        throw py::type_error("Network.train_step: labels must be a numpy array of int64");
-      py::array lab = py::reinterpret_borrow<py::array>(labels);
-      if (!lab.dtype().equal(py::dtype::of<int64_t>()))
-        throw py::type_error("Network.train_step: labels must have dtype int64");
-      check_array<int64_t>(lab, fn, "labels", {N});
-      const int64_t* pl = static_cast<const int64_t*>(lab.data());
-      for (int64_t i = 0; i < N; ++i)
-        if (pl[i] < 0 || pl[i] >= K)
-          throw py::value_error("Network.train_step: labels must lie in [0, " + std::to_string(K) +
-                                "), got " + std::to_string(pl[i]));
-      a.labels = pl;
-    } else {
-      if (target.is_none()) throw py::value_error("Network.train_step: target is required for this loss");
-      if (!py::isinstance<py::array>(target))
-        throw py::type_error("Network.train_step: target must be a numpy array");
-      a.target = in<T>(py::reinterpret_borrow<py::array>(target), fn, "target", {N, K});
-    }
-    if (static_cast<size_t>(py::len(seeds)) != n_dropout)
-      throw py::value_error("Network.train_step: expected " + std::to_string(n_dropout) +
-                            " dropout seeds, got " + std::to_string(py::len(seeds)));
-    for (size_t i = 0; i < n_dropout; ++i) seed_buf[i] = cast_arg<uint64_t>(seeds[i], fn, "dropout_seeds");
-    a.dropout_seeds = seed_buf.data();
-    a.running_mean = reinterpret_cast<T* const*>(rm_ptrs.data());
-    a.running_var = reinterpret_cast<T* const*>(rv_ptrs.data());
-    double hyper[6] = {0, 0, 0, 0, 0, 0};
-    const size_t n_hyper = static_cast<size_t>(py::len(hyper_seq));
-    for (size_t i = 0; i < n_hyper && i < 6; ++i) hyper[i] = cast_arg<double>(hyper_seq[i], fn, "hyper");
-    if (step < 1) throw py::value_error("Network.train_step: step must be >= 1");
-    a.step = step;
-    a.opt = opt;
-    a.state0 = state0.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(state0).mutable_data());
-    a.state1 = state1.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(state1).mutable_data());
-    const size_t needed = opt == cpu::OptOp::kAdam ? 6 : 5;
-    if (n_hyper != needed)
-      throw py::value_error("Network.train_step: expected " + std::to_string(needed) +
-                            " hyperparameters, got " + std::to_string(n_hyper));
-    auto h = [&](size_t i) { return hyper[i]; };
-    switch (opt) {
-      case cpu::OptOp::kSGD: a.sgd = {h(0), h(1), h(2), h(3), h(4) != 0.0}; break;
-      case cpu::OptOp::kRMSprop: a.rmsprop = {h(0), h(1), h(2), h(3), h(4)}; break;
-      case cpu::OptOp::kAdam: a.adam = {h(0), h(1), h(2), h(3), h(4), h(5) != 0.0}; break;
-    }
-    // The kernels dereference the state buffers a momentum needs: they must exist.
-    if (opt == cpu::OptOp::kSGD && a.sgd.momentum != 0.0 && !a.state0)
-      throw py::value_error("Network.train_step: SGD momentum != 0 needs the state0 buffer");
-    if (opt == cpu::OptOp::kRMSprop && a.rmsprop.momentum > 0.0 && !a.state1)
-      throw py::value_error("Network.train_step: RMSprop momentum > 0 needs the state1 buffer");
-    double value;
-    {
-      py::gil_scoped_release nogil;
-      value = net.train_step(a);
-    }
-    last_N = N;  // only now: a step that threw (MemoryError) leaves the last good batch readable
-    return value;
-  }
-};
 
 py::dict stats_dict(const cpu::ActivationStats& s) {
   py::dict d;
@@ -178,6 +32,187 @@ py::dict stats_dict(const cpu::ActivationStats& s) {
   d["saturated_tanh"] = s.saturated_tanh;
   d["saturated_sigmoid"] = s.saturated_sigmoid;
   return d;
+}
+
+template <class T>
+struct NetImpl {
+  using value_type = T;
+  std::unique_ptr<cpu::Network<T>> net;
+  std::vector<int64_t> x_shape, y_shape;  // (kAny, in...), (kAny, out...)
+  std::vector<uint64_t> seed_buf;
+
+  // x checked against the input shape; returns N.
+  const T* batch(const py::array& x, const char* fn, int64_t& N) {
+    const T* px = in<T>(x, fn, "x", x_shape);
+    N = dim(x, 0);
+    if (N < 1) throw py::value_error(std::string(fn) + ": x must have at least one row");
+    if (N < net->min_batch())
+      throw py::value_error(std::string(fn) + ": a training batch needs at least " +
+                            std::to_string(net->min_batch()) +
+                            " rows (BatchNorm: Expected more than 1 value per channel), got " +
+                            std::to_string(N));
+    return px;
+  }
+};
+
+struct NetworkHandle {
+  bool f64 = false;
+  NetImpl<float> n32;
+  NetImpl<double> n64;
+  cpu::LossKind loss;
+  cpu::OptKind opt;
+  int64_t P = 0, K = 0;
+  py::array params, grads;
+  std::vector<py::array> buffers;  // every op's buffers, in order
+  py::object state0, state1;
+
+  template <class F>
+  auto visit(F&& f) {
+    if (f64) return f(n64);
+    return f(n32);
+  }
+
+  // The arrays a step writes must still be writable (a user may flip a flag on them).
+  void check_writable(const char* fn) const {
+    if (!params.writeable() || !grads.writeable())
+      throw py::value_error(std::string(fn) + ": params and grads must be writable");
+    for (const auto& b : buffers)
+      if (!b.writeable())
+        throw py::value_error(std::string(fn) + ": an op's buffer (e.g. BatchNorm running_mean) "
+                              "has been made read-only");
+    for (const py::object* s : {&state0, &state1})
+      if (!s->is_none() && !py::cast<py::array>(*s).writeable())
+        throw py::value_error(std::string(fn) + ": the optimizer state must be writable");
+  }
+
+  template <class T>
+  double forward_backward(NetImpl<T>& impl, const py::array& x, const py::object& labels,
+                          const py::object& target, const py::sequence& seeds, const char* fn) {
+    int64_t N = 0;
+    const T* px = impl.batch(x, fn, N);
+    const int64_t* pl = nullptr;
+    const T* pt = nullptr;
+    if (cpu::loss_takes_labels(loss)) {
+      if (labels.is_none()) throw py::value_error(std::string(fn) + ": labels are required for this loss");
+      py::array lab = py::cast<py::array>(labels);
+      if (!lab.dtype().equal(py::dtype::of<int64_t>()))
+        throw py::type_error(std::string(fn) + ": labels must have dtype int64");
+      check_array<int64_t>(lab, fn, "labels", {N});
+      pl = static_cast<const int64_t*>(lab.data());
+      for (int64_t i = 0; i < N; ++i)
+        if (pl[i] < 0 || pl[i] >= K)
+          throw py::value_error(std::string(fn) + ": labels must lie in [0, " + std::to_string(K) +
+                                "), got " + std::to_string(pl[i]));
+    } else {
+      if (target.is_none()) throw py::value_error(std::string(fn) + ": target is required for this loss");
+      py::array t = py::cast<py::array>(target);
+      pt = in<T>(t, fn, "target", impl.y_shape);
+      if (dim(t, 0) != N)
+        throw py::value_error(std::string(fn) + ": target must have " + std::to_string(N) +
+                              " rows (as x), got " + std::to_string(dim(t, 0)));
+    }
+    if (static_cast<int64_t>(py::len(seeds)) != impl.net->seeds_needed())
+      throw py::value_error(std::string(fn) + ": expected " +
+                            std::to_string(impl.net->seeds_needed()) + " dropout seeds, got " +
+                            std::to_string(py::len(seeds)));
+    for (size_t i = 0; i < impl.seed_buf.size(); ++i) impl.seed_buf[i] = py::cast<uint64_t>(seeds[i]);
+    check_writable(fn);
+    py::gil_scoped_release nogil;
+    return impl.net->forward_backward(px, pl, pt, N, impl.seed_buf.data());
+  }
+
+  template <class T>
+  cpu::OptArgs<T> opt_args(const py::sequence& hyper_seq, int64_t step, const char* fn) {
+    double hyper[6] = {0, 0, 0, 0, 0, 0};
+    const size_t n_hyper = static_cast<size_t>(py::len(hyper_seq));
+    const size_t needed = opt == cpu::OptKind::kAdam ? 6 : 5;
+    if (n_hyper != needed)
+      throw py::value_error(std::string(fn) + ": expected " + std::to_string(needed) +
+                            " hyperparameters, got " + std::to_string(n_hyper));
+    for (size_t i = 0; i < n_hyper; ++i) hyper[i] = py::cast<double>(hyper_seq[i]);
+    if (step < 1) throw py::value_error(std::string(fn) + ": step must be >= 1");
+    cpu::OptArgs<T> o{};
+    o.kind = opt;
+    o.step = step;
+    o.state0 = state0.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state0).mutable_data());
+    o.state1 = state1.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state1).mutable_data());
+    const double* h = hyper;
+    switch (opt) {
+      case cpu::OptKind::kSGD: o.sgd = {h[0], h[1], h[2], h[3], h[4] != 0.0}; break;
+      case cpu::OptKind::kRMSprop: o.rmsprop = {h[0], h[1], h[2], h[3], h[4]}; break;
+      case cpu::OptKind::kAdam: o.adam = {h[0], h[1], h[2], h[3], h[4], h[5] != 0.0}; break;
+    }
+    return o;
+  }
+
+  template <class T>
+  void update(NetImpl<T>& impl, const py::sequence& hyper, int64_t step, const char* fn) {
+    const cpu::OptArgs<T> o = opt_args<T>(hyper, step, fn);
+    check_writable(fn);
+    py::gil_scoped_release nogil;
+    impl.net->update(o);
+  }
+};
+
+template <class T>
+void check_state(const py::object& o, const char* name, int64_t P) {
+  if (o.is_none()) return;
+  py::array a = py::cast<py::array>(o);
+  check_array<T>(a, "Network", name, {P});
+  if (!a.writeable()) throw py::value_error(std::string("Network: ") + name + " must be writable");
+}
+
+// ops: [(kind, attrs, slots [(name, offset, shape)], buffers [array])]
+template <class T>
+void build(NetworkHandle& h, NetImpl<T>& impl, const py::list& ops, const py::sequence& in_shape) {
+  check_array<T>(h.params, "Network", "params", {kAny});
+  h.P = dim(h.params, 0);
+  py::array g = h.grads;
+  out<T>(g, "Network", "grads", {h.P});
+  out<T>(h.params, "Network", "params", {h.P});
+  check_state<T>(h.state0, "state0", h.P);
+  check_state<T>(h.state1, "state1", h.P);
+  T* params = static_cast<T*>(h.params.mutable_data());
+  T* grads = static_cast<T*>(h.grads.mutable_data());
+  std::vector<cpu::NetOp<T>> net_ops;
+  cpu::Shape shape;
+  try {
+    shape = shape_from(in_shape, "Network");
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+  for (size_t i = 0; i < ops.size(); ++i) {
+    py::tuple t = py::cast<py::tuple>(ops[i]);
+    if (t.size() != 4) throw py::value_error("Network: each op is (kind, attrs, slots, buffers)");
+    const std::string kind = py::cast<std::string>(t[0]);
+    const std::string who = "Network: op " + std::to_string(i) + " (" + kind + ")";
+    cpu::NetOp<T> n;
+    try {
+      n.op = cpu::make_op<T>(kind, attrs_from(py::cast<py::dict>(t[1]), kind), shape);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(who + ": " + e.what());
+    }
+    for (int64_t off : check_slots<T>(*n.op, slots_from(py::cast<py::sequence>(t[2]), kind), h.P, who)) {
+      n.w.push_back(params + off);
+      n.dw.push_back(grads + off);
+    }
+    auto bufs = py::cast<std::vector<py::array>>(t[3]);
+    n.buf = buffer_ptrs<T>(*n.op, bufs, "Network");
+    for (auto& b : bufs) h.buffers.push_back(b);
+    shape = n.op->out_shape();
+    net_ops.push_back(std::move(n));
+  }
+  try {
+    impl.net = std::make_unique<cpu::Network<T>>(std::move(net_ops), h.loss, params, grads, h.P);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+  impl.x_shape = {kAny};
+  for (int64_t d : impl.net->in_shape().dims) impl.x_shape.push_back(d);
+  impl.y_shape = {kAny};
+  for (int64_t d : impl.net->out_shape().dims) impl.y_shape.push_back(d);
+  impl.seed_buf.assign(static_cast<size_t>(impl.net->seeds_needed()), 0);
+  h.K = impl.net->out_shape().size();
 }
 
 }  // namespace
@@ -197,154 +232,95 @@ void bind_network(py::module_& m) {
       return stats_dict(s);
     });
   }, py::arg("y"));
+
   py::class_<NetworkHandle>(m, "Network")
-      .def(py::init([](const std::vector<LayerTuple>& specs, int loss, int opt, py::array params,
-                       py::array grads, std::vector<py::array> running_mean,
-                       std::vector<py::array> running_var, py::object state0, py::object state1) {
-             if (specs.empty()) throw py::value_error("Network: at least one layer is required");
-             if (loss < 0 || loss > static_cast<int>(cpu::LossOp::kNLL)) throw py::value_error("Network: unknown loss");
-             if (opt < 0 || opt > static_cast<int>(cpu::OptOp::kAdam)) throw py::value_error("Network: unknown optimizer");
+      .def(py::init([](const py::list& ops, const py::sequence& in_shape, const std::string& loss,
+                       const std::string& opt, py::array params, py::array grads,
+                       py::object state0, py::object state1) {
+             if (ops.empty()) throw py::value_error("Network: at least one op is required");
              auto h = std::make_unique<NetworkHandle>();
-             h->f64 = params.dtype().equal(py::dtype::of<double>());
-             if (params.ndim() != 1)
-               throw py::value_error("Network: params must be 1-D, got shape " + shape_str(params));
-             h->P = static_cast<int64_t>(params.size());
-             size_t n_bn = 0;
-             int64_t prev_out = -1;
-             for (const auto& t : specs) {
-               cpu::LayerDesc d;
-               int op = std::get<0>(t);
-               if (op < 0 || op > static_cast<int>(cpu::LayerOp::kBatchNorm))
-                 throw py::value_error("Network: unknown layer op " + std::to_string(op));
-               d.op = static_cast<cpu::LayerOp>(op);
-               d.in = std::get<1>(t);
-               d.out = std::get<2>(t);
-               d.w = std::get<3>(t);
-               d.b = std::get<4>(t);
-               d.alpha = std::get<5>(t);
-               d.eps = std::get<6>(t);
-               d.l2 = std::get<7>(t);
-               constexpr int64_t kMaxDim = std::numeric_limits<int>::max();  // as check_array
-               if (d.in < 1 || d.out < 1 || d.in > kMaxDim || d.out > kMaxDim ||
-                   (prev_out >= 0 && d.in != prev_out))
-                 throw py::value_error("Network: layer feature counts do not chain");
-               // Only Dense changes the width; the other ops read and write n = N * out values
-               // of an input that has N * in.
-               if (d.op != cpu::LayerOp::kDense && d.in != d.out)
-                 throw py::value_error("Network: layer " + std::to_string(h->layers.size()) +
-                                       " keeps its width (in == out), got in=" + std::to_string(d.in) +
-                                       ", out=" + std::to_string(d.out));
-               const bool finite = std::isfinite(d.alpha) && std::isfinite(d.eps) && std::isfinite(d.l2);
-               if (!finite || d.l2 < 0 ||
-                   (d.op == cpu::LayerOp::kDropout && !(d.alpha >= 0 && d.alpha < 1)) ||
-                   (d.op == cpu::LayerOp::kBatchNorm && !(d.alpha >= 0 && d.alpha <= 1 && d.eps > 0)))
-                 throw py::value_error("Network: layer " + std::to_string(h->layers.size()) +
-                                       " has an invalid hyperparameter (Dropout p in [0, 1), "
-                                       "BatchNorm momentum in [0, 1] and eps > 0, l2 >= 0, all finite)");
-               // Parameter slots must lie inside the flat buffer (in, out < 2**31: no overflow).
-               const int64_t wsize = d.op == cpu::LayerOp::kDense ? d.in * d.out
-                                     : d.op == cpu::LayerOp::kBatchNorm ? d.out : 0;
-               const int64_t bsize = d.out;
-               if (wsize && (d.w < 0 || d.w > h->P || wsize > h->P - d.w))
-                 throw py::value_error("Network: a weight slot lies outside the parameter buffer");
-               if (d.b >= 0 && (d.b > h->P || bsize > h->P - d.b))
-                 throw py::value_error("Network: a bias slot lies outside the parameter buffer");
-               if (d.op == cpu::LayerOp::kBatchNorm && d.b < 0)
-                 throw py::value_error("Network: BatchNorm needs a beta slot");
-               if (d.op == cpu::LayerOp::kDropout) ++h->n_dropout;
-               if (d.op == cpu::LayerOp::kBatchNorm) ++n_bn;
-               prev_out = d.out;
-               h->layers.push_back(d);
+             try {
+               h->loss = cpu::parse_loss(loss);
+               h->opt = cpu::parse_optimizer(opt);
+             } catch (const std::invalid_argument& e) {
+               throw py::value_error(e.what());
              }
-             if (running_mean.size() != n_bn || running_var.size() != n_bn)
-               throw py::value_error("Network: one running_mean and running_var per BatchNorm layer");
-             auto check_all = [&](auto tag) {
-               using T = decltype(tag);
-               check_array<T>(params, "Network", "params", {h->P});
-               check_array<T>(grads, "Network", "grads", {h->P});
-               if (!params.writeable() || !grads.writeable())
-                 throw py::value_error("Network: params and grads must be writable");
-               check_buffer<T>(state0, "state0", h->P);
-               check_buffer<T>(state1, "state1", h->P);
-               size_t bn = 0;
-               for (const auto& d : h->layers)
-                 if (d.op == cpu::LayerOp::kBatchNorm) {
-                   check_array<T>(running_mean[bn], "Network", "running_mean", {d.out});
-                   check_array<T>(running_var[bn], "Network", "running_var", {d.out});
-                   if (!running_mean[bn].writeable() || !running_var[bn].writeable())
-                     throw py::value_error("Network: running_mean and running_var must be writable");
-                   ++bn;
-                 }
-             };
-             if (h->f64) check_all(double{}); else check_all(float{});
-             const bool needs0 = opt != static_cast<int>(cpu::OptOp::kSGD);
-             const bool needs1 = opt == static_cast<int>(cpu::OptOp::kAdam);
-             if ((needs0 && state0.is_none()) || (needs1 && state1.is_none()))
-               throw py::value_error("Network: the optimizer's state buffers are missing");
-             h->loss = static_cast<cpu::LossOp>(loss);
-             h->opt = static_cast<cpu::OptOp>(opt);
+             h->f64 = params.dtype().equal(py::dtype::of<double>());
              h->params = params;
              h->grads = grads;
-             h->running_mean = running_mean;
-             h->running_var = running_var;
-             for (size_t i = 0; i < running_mean.size(); ++i) {
-               h->rm_ptrs.push_back(h->running_mean[i].mutable_data());
-               h->rv_ptrs.push_back(h->running_var[i].mutable_data());
-             }
-             h->seed_buf.assign(h->n_dropout, 0);
              h->state0 = state0;
              h->state1 = state1;
-             if (h->f64) h->net64 = std::make_unique<cpu::Network<double>>(h->layers, h->loss, h->P);
-             else h->net32 = std::make_unique<cpu::Network<float>>(h->layers, h->loss, h->P);
+             const bool needs0 = h->opt != cpu::OptKind::kSGD;
+             const bool needs1 = h->opt == cpu::OptKind::kAdam;
+             if ((needs0 && state0.is_none()) || (needs1 && state1.is_none()))
+               throw py::value_error("Network: the optimizer's state buffers are missing");
+             if (h->f64) build<double>(*h, h->n64, ops, in_shape);
+             else build<float>(*h, h->n32, ops, in_shape);
              return h;
            }),
-           py::arg("layers"), py::arg("loss"), py::arg("opt"), py::arg("params"), py::arg("grads"),
-           py::arg("running_mean"), py::arg("running_var"), py::arg("state0"), py::arg("state1"))
-      // loss = train_step(x, labels or None, target or None, dropout_seeds, hyper, step)
+           py::arg("ops"), py::arg("in_shape"), py::arg("loss"), py::arg("opt"), py::arg("params"),
+           py::arg("grads"), py::arg("state0"), py::arg("state1"))
+      // loss = forward_backward(x, labels or None, target or None, dropout_seeds): the gradients
+      // are left in the flat grads buffer; no parameter changes.
+      .def("forward_backward", [](NetworkHandle& h, const py::array& x, const py::object& labels,
+                                  const py::object& target, const py::sequence& seeds) {
+             return h.visit([&](auto& impl) {
+               return h.forward_backward(impl, x, labels, target, seeds, "Network.forward_backward");
+             });
+           },
+           py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"))
+      // update(hyper, step): the optimizer over the flat buffers, from the grads buffer as it is.
+      .def("update", [](NetworkHandle& h, const py::sequence& hyper, int64_t step) {
+             h.visit([&](auto& impl) { h.update(impl, hyper, step, "Network.update"); });
+           },
+           py::arg("hyper"), py::arg("step"))
+      // loss = train_step(x, labels or None, target or None, dropout_seeds, hyper, step): both.
       .def("train_step", [](NetworkHandle& h, const py::array& x, const py::object& labels,
                             const py::object& target, const py::sequence& seeds,
                             const py::sequence& hyper, int64_t step) {
-             std::unique_lock<std::mutex> lock(h.busy, std::try_to_lock);
-             if (!lock.owns_lock())
-               throw py::value_error("Network.train_step: this network is running a step in another thread");
-             if (h.f64) return h.step_impl<double>(*h.net64, x, labels, target, seeds, hyper, step);
-             return h.step_impl<float>(*h.net32, x, labels, target, seeds, hyper, step);
+             return h.visit([&](auto& impl) {
+               using T = typename std::remove_reference_t<decltype(impl)>::value_type;
+               const char* fn = "Network.train_step";
+               const cpu::OptArgs<T> o = h.opt_args<T>(hyper, step, fn);  // checked before the step
+               const double v = h.forward_backward(impl, x, labels, target, seeds, fn);
+               py::gil_scoped_release nogil;
+               impl.net->update(o);
+               return v;
+             });
            },
            py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"),
            py::arg("hyper"), py::arg("step"))
-      // A copy of the last step's outputs (N, out), for the training metrics.
+      // A copy of the last completed batch's outputs (N, out...), for the training metrics.
       .def("output", [](NetworkHandle& h) -> py::array {
-        std::unique_lock<std::mutex> lock(h.busy, std::try_to_lock);
-        if (!lock.owns_lock())
-          throw py::value_error("Network.output: this network is running a step in another thread");
-        const int64_t K = h.layers.back().out;
-        if (h.last_N == 0) throw py::value_error("Network.output: no step has run yet");
-        if (h.f64) {
-          auto a = empty<double>({h.last_N, K});
-          std::copy(h.net64->output(), h.net64->output() + h.last_N * K, a.mutable_data());
+        return h.visit([&](auto& impl) -> py::array {
+          using T = typename std::remove_reference_t<decltype(impl)>::value_type;
+          const int64_t N = impl.net->last_batch();
+          if (N == 0) throw py::value_error("Network.output: no completed step since the last change of batch size");
+          std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(N)};
+          for (int64_t d : impl.net->out_shape().dims) shape.push_back(static_cast<py::ssize_t>(d));
+          auto a = empty<T>(shape);
+          std::copy(impl.net->output(), impl.net->output() + N * h.K, a.mutable_data());
           return a;
-        }
-        auto a = empty<float>({h.last_N, K});
-        std::copy(h.net32->output(), h.net32->output() + h.last_N * K, a.mutable_data());
-        return a;
+        });
       })
-      // Statistics of layer i's output over the last batch (a dict), for the training monitor.
+      // Statistics of op i's output over the last completed batch, for the training monitor.
       .def("layer_stats", [](NetworkHandle& h, int64_t i) {
-        std::unique_lock<std::mutex> lock(h.busy, std::try_to_lock);
-        if (!lock.owns_lock())
-          throw py::value_error("Network.layer_stats: this network is running a step in another thread");
-        if (h.last_N == 0) throw py::value_error("Network.layer_stats: no step has run yet");
-        if (i < 0 || i >= static_cast<int64_t>(h.layers.size()))
-          throw py::index_error("Network.layer_stats: layer index out of range");
-        cpu::ActivationStats s = h.f64 ? h.net64->layer_stats(static_cast<size_t>(i), h.last_N)
-                                       : h.net32->layer_stats(static_cast<size_t>(i), h.last_N);
-        return stats_dict(s);
+        return h.visit([&](auto& impl) {
+          if (impl.net->last_batch() == 0)
+            throw py::value_error("Network.layer_stats: no completed step since the last change of batch size");
+          if (i < 0 || i >= static_cast<int64_t>(impl.net->num_ops()))
+            throw py::index_error("Network.layer_stats: layer index out of range");
+          return stats_dict(impl.net->layer_stats(static_cast<size_t>(i)));
+        });
       }, py::arg("i"))
+      .def_property_readonly("last_batch", [](NetworkHandle& h) {
+        return h.visit([](auto& impl) { return impl.net->last_batch(); });
+      })
+      .def_property_readonly("out_shape", [](NetworkHandle& h) {
+        return h.visit([](auto& impl) { return shape_tuple(impl.net->out_shape().dims); });
+      })
       .def_property_readonly("workspace_bytes", [](NetworkHandle& h) {
-        std::unique_lock<std::mutex> lock(h.busy, std::try_to_lock);
-        if (!lock.owns_lock())
-          throw py::value_error("Network.workspace_bytes: this network is running a step in another thread");
-        return h.f64 ? h.net64->workspace_bytes() : h.net32->workspace_bytes();
+        return h.visit([](auto& impl) { return impl.net->workspace_bytes(); });
       });
 }
 

@@ -167,4 +167,48 @@ inline std::vector<py::ssize_t> py_shape_of(const py::array& a) {
   return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
 
+// Integer arguments that come one per spatial axis (stride, dilation, kernel size) or two per
+// axis (padding): checks the count and the range [lo, kMaxGeometry] and names the argument.
+constexpr int64_t kMaxGeometry = int64_t(1) << 24;  // far beyond any real layer; keeps sizes in int64
+
+inline void check_ints(const std::vector<int64_t>& v, const char* fn, const char* name,
+                       size_t count, int64_t lo) {
+  if (v.size() != count)
+    throw py::value_error(std::string(fn) + ": " + name + " must have " + std::to_string(count) +
+                          " value(s) for this input, got " + std::to_string(v.size()));
+  for (int64_t e : v)
+    if (e < lo || e > kMaxGeometry)
+      throw py::value_error(std::string(fn) + ": " + name + " must hold values in [" +
+                            std::to_string(lo) + ", " + std::to_string(kMaxGeometry) + "], got " +
+                            shape_str(v));
+}
+
+// The product of sizes, saturating at 2**62 instead of overflowing (for size checks only).
+inline int64_t saturating_prod(std::initializer_list<int64_t> v) {
+  constexpr int64_t kCap = int64_t(1) << 62;
+  int64_t p = 1;
+  for (int64_t e : v) {
+    if (e <= 0) return 0;
+    p = p > kCap / e ? kCap : p * e;
+  }
+  return p;
+}
+
+inline int64_t saturating_prod(const std::vector<int64_t>& v) {
+  constexpr int64_t kCap = int64_t(1) << 62;
+  int64_t p = 1;
+  for (int64_t e : v) {
+    if (e <= 0) return 0;
+    p = p > kCap / e ? kCap : p * e;
+  }
+  return p;
+}
+
+// Refuses a result or scratch size that the int-sized BLAS and kernels cannot index.
+inline void check_elems(int64_t n, const char* fn, const char* what) {
+  if (n > std::numeric_limits<int>::max())
+    throw py::value_error(std::string(fn) + ": " + what + " would have " + std::to_string(n) +
+                          " elements; at most 2**31 - 1 are supported");
+}
+
 }  // namespace gradstep::bind

@@ -61,6 +61,17 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("has_cuda", [] { return false; });
 
+  // pybind11 reports a failed py::cast (a Python value of the wrong type, or an int too large
+  // for int64 inside a list) as RuntimeError; here it is the TypeError it is, for every binding.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const py::cast_error& e) {
+      PyErr_SetString(PyExc_TypeError,
+                      (std::string("an argument has the wrong type or is out of range: ") + e.what()).c_str());
+    }
+  });
+
   using namespace gradstep::bind;
   bind_dense(m);
   bind_activation(m);
@@ -69,5 +80,8 @@ PYBIND11_MODULE(_core, m) {
   bind_dropout(m);
   bind_loss(m);
   bind_optim(m);
+  bind_op(m);
   bind_network(m);
+  bind_conv(m);
+  bind_pool(m);
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/common.hpp"
+#include "core/op.hpp"
 
 // The inner loops are compiled twice, for baseline x86-64 (SSE2) and for AVX2, and the loader
 // picks one per machine (GCC/Clang function multiversioning through an ifunc): twice the vector
@@ -375,5 +376,148 @@ void vexpm1(T* y, const T* x, int64_t n) {
 GS_INSTANTIATE(float)
 GS_INSTANTIATE(double)
 #undef GS_INSTANTIATE
+
+// ---- the activation ops ------------------------------------------------------------------------
+// The elementwise ones take any per-sample shape and keep it; PReLU and Softmax take (F).
+// A null dx (the network's first op) skips the input gradient, except for PReLU, whose slope
+// gradient comes out of the same pass (it then writes dx into its workspace).
+namespace {
+
+template <class T>
+class ElementwiseOp : public Op<T> {
+ public:
+  explicit ElementwiseOp(const Shape& in) {
+    this->in_ = in;
+    this->out_ = in;
+  }
+
+ protected:
+  int64_t n(const OpArgs<T>& a) const { return a.N * this->in_.size(); }
+};
+
+template <class T>
+class SigmoidOp : public ElementwiseOp<T> {
+ public:
+  SigmoidOp(const OpAttrs&, const Shape& in) : ElementwiseOp<T>(in) {}
+  void forward(const OpArgs<T>& a, T* y, const T* x) override { sigmoid_forward<T>(y, x, this->n(a)); }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T*, const T* y) override {
+    if (dx) sigmoid_backward<T>(dx, dy, y, this->n(a));
+  }
+};
+
+template <class T>
+class TanhOp : public ElementwiseOp<T> {
+ public:
+  TanhOp(const OpAttrs&, const Shape& in) : ElementwiseOp<T>(in) {}
+  void forward(const OpArgs<T>& a, T* y, const T* x) override { tanh_forward<T>(y, x, this->n(a)); }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T*, const T* y) override {
+    if (dx) tanh_backward<T>(dx, dy, y, this->n(a));
+  }
+};
+
+template <class T>
+class ReLUOp : public ElementwiseOp<T> {
+ public:
+  ReLUOp(const OpAttrs&, const Shape& in) : ElementwiseOp<T>(in) {}
+  void forward(const OpArgs<T>& a, T* y, const T* x) override { relu_forward<T>(y, x, this->n(a)); }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T*, const T* y) override {
+    if (dx) relu_backward<T>(dx, dy, y, this->n(a));
+  }
+};
+
+template <class T>
+class IdentityOp : public ElementwiseOp<T> {
+ public:
+  IdentityOp(const OpAttrs&, const Shape& in) : ElementwiseOp<T>(in) {}
+  void forward(const OpArgs<T>& a, T* y, const T* x) override { std::copy(x, x + this->n(a), y); }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T*, const T*) override {
+    if (dx) std::copy(dy, dy + this->n(a), dx);
+  }
+};
+
+template <class T>
+class LeakyReLUOp : public ElementwiseOp<T> {
+ public:
+  LeakyReLUOp(const OpAttrs& a, const Shape& in) : ElementwiseOp<T>(in), alpha_(a.real("alpha")) {}
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    leaky_relu_forward<T>(y, x, this->n(a), static_cast<T>(alpha_));
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T* x, const T*) override {
+    if (dx) leaky_relu_backward<T>(dx, dy, x, this->n(a), static_cast<T>(alpha_));
+  }
+
+ private:
+  double alpha_;
+};
+
+template <class T>
+class ELUOp : public ElementwiseOp<T> {
+ public:
+  ELUOp(const OpAttrs& a, const Shape& in) : ElementwiseOp<T>(in), alpha_(a.real("alpha")) {
+    if (alpha_ < 0) throw std::invalid_argument("ELU: alpha must be >= 0");
+  }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    elu_forward<T>(y, x, this->n(a), static_cast<T>(alpha_));
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T* x, const T* y) override {
+    if (dx) elu_backward<T>(dx, dy, x, y, this->n(a), static_cast<T>(alpha_));
+  }
+
+ private:
+  double alpha_;
+};
+
+template <class T>
+class PReLUOp : public Op<T> {
+ public:
+  PReLUOp(const OpAttrs& a, const Shape& in) {
+    C_ = a.integer("num_parameters", 1);
+    require_rank("PReLU", in, 1, "(features,)");
+    if (C_ > 1 && in.dims[0] != C_)
+      throw std::invalid_argument("PReLU: expects " + std::to_string(C_) +
+                                  " input features (one slope each), got " +
+                                  std::to_string(in.dims[0]));
+    this->in_ = in;
+    this->out_ = in;
+    this->params_.push_back({"alpha", {C_}});
+  }
+  int64_t workspace(int64_t N) const override { return N * this->in_.dims[0]; }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    prelu_forward<T>(y, x, a.w[0], a.N, this->in_.dims[0], C_);
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T* x, const T*) override {
+    prelu_backward<T>(dx ? dx : a.ws, a.dw[0], dy, x, a.w[0], a.N, this->in_.dims[0], C_);
+  }
+
+ private:
+  int64_t C_;
+};
+
+template <class T>
+class SoftmaxOp : public Op<T> {
+ public:
+  SoftmaxOp(const OpAttrs&, const Shape& in) {
+    require_rank("Softmax", in, 1, "(features,)");
+    this->in_ = in;
+    this->out_ = in;
+  }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    softmax_forward<T>(y, x, a.N, this->in_.dims[0]);
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T*, const T* y) override {
+    if (dx) softmax_backward<T>(dx, dy, y, a.N, this->in_.dims[0]);
+  }
+};
+
+}  // namespace
+
+GS_REGISTER_OP("Sigmoid", SigmoidOp);
+GS_REGISTER_OP("Tanh", TanhOp);
+GS_REGISTER_OP("ReLU", ReLUOp);
+GS_REGISTER_OP("Identity", IdentityOp);
+GS_REGISTER_OP("LeakyReLU", LeakyReLUOp);
+GS_REGISTER_OP("ELU", ELUOp);
+GS_REGISTER_OP("PReLU", PReLUOp);
+GS_REGISTER_OP("Softmax", SoftmaxOp);
 
 }  // namespace gradstep::cpu

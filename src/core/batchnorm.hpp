@@ -11,6 +11,10 @@
 // Column statistics are summed over rows in row order, in double, with columns split across
 // threads, so every result is bit-identical for any thread count. A constant feature gives
 // σ² = 0 and r = 1/√eps: finite output and gradients.
+// The spatial variants (PyTorch's BatchNorm1d on (N,C,L), BatchNorm2d on (N,C,H,W)) take x as
+// (N,C,S), S the flattened spatial size: the same formulas per channel, with the statistics over
+// the N·S values of a channel (summed in double, images then positions, channels split across
+// threads). The running variance uses M = N·S: σ²·M/(M-1).
 // Write rule: forward overwrites (=) y, xhat, mean, invstd and updates running_mean/running_var
 // in place; backward overwrites (=) dx, dgamma and dbeta; nothing accumulates across calls.
 #pragma once
@@ -42,5 +46,26 @@ template <class T>
 void batchnorm_backward_eval(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma,
                              const T* running_mean, const T* running_var, int64_t N, int64_t F,
                              T eps);
+
+// ---- spatial: x, y, xhat, dy, dx (N,C,S); per-channel vectors (C) -------------------------------
+// With N·S < 2 the running statistics are left unchanged (the binding refuses it in training).
+template <class T>
+void batchnorm_spatial_forward_train(T* y, T* xhat, T* mean, T* invstd, T* running_mean,
+                                     T* running_var, const T* x, const T* gamma, const T* beta,
+                                     int64_t N, int64_t C, int64_t S, T momentum, T eps);
+
+template <class T>
+void batchnorm_spatial_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* xhat,
+                                const T* invstd, const T* gamma, int64_t N, int64_t C, int64_t S);
+
+template <class T>
+void batchnorm_spatial_forward_eval(T* y, const T* x, const T* gamma, const T* beta,
+                                    const T* running_mean, const T* running_var, int64_t N,
+                                    int64_t C, int64_t S, T eps);
+
+template <class T>
+void batchnorm_spatial_backward_eval(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x,
+                                     const T* gamma, const T* running_mean, const T* running_var,
+                                     int64_t N, int64_t C, int64_t S, T eps);
 
 }  // namespace gradstep::cpu

@@ -4,6 +4,7 @@
 
 #include "core/common.hpp"
 #include "core/gemm.hpp"
+#include "core/op.hpp"
 
 namespace gradstep::cpu {
 
@@ -102,5 +103,51 @@ double sum_squares(const T* a, int64_t n) {
 GS_INSTANTIATE(float)
 GS_INSTANTIATE(double)
 #undef GS_INSTANTIATE
+
+// ---- the Dense op: (I) -> (O); slots weight (I,O) and bias (O) when `bias` ----------------------
+namespace {
+
+template <class T>
+class DenseOp : public Op<T> {
+ public:
+  DenseOp(const OpAttrs& a, const Shape& in) {
+    I_ = a.integer("in_features", 1);
+    O_ = a.integer("out_features", 1);
+    bias_ = a.flag_or("bias", true);
+    l2_ = a.real_or("l2", 0.0);
+    if (l2_ < 0) throw std::invalid_argument("Dense: l2 must be >= 0");
+    if (in.rank() != 1)
+      throw std::invalid_argument("Dense: input must be (features,) per sample, got shape " +
+                                  in.str() + " (" + std::to_string(in.size()) +
+                                  " values; put a Flatten before the Dense)");
+    if (in.dims[0] != I_)
+      throw std::invalid_argument("Dense: expects " + std::to_string(I_) +
+                                  " input features, got " + std::to_string(in.dims[0]));
+    this->in_ = in;
+    this->out_ = Shape{{O_}};
+    this->params_.push_back({"weight", {I_, O_}});
+    if (bias_) this->params_.push_back({"bias", {O_}});
+  }
+  double penalty(const OpArgs<T>& a) const override {
+    return l2_ != 0.0 ? 0.5 * l2_ * sum_squares<T>(a.w[0], I_ * O_) : 0.0;
+  }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    dense_forward<T>(y, x, a.w[0], bias_ ? a.w[1] : nullptr, a.N, I_, O_);
+  }
+  // A null dx (the network's first op) skips the dx GEMM.
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T* x, const T*) override {
+    dense_backward<T>(dx, a.dw[0], bias_ ? a.dw[1] : nullptr, dy, x, a.w[0], a.N, I_, O_,
+                      static_cast<T>(l2_));
+  }
+
+ private:
+  int64_t I_, O_;
+  bool bias_;
+  double l2_;
+};
+
+}  // namespace
+
+GS_REGISTER_OP("Dense", DenseOp);
 
 }  // namespace gradstep::cpu

@@ -3,6 +3,9 @@
 #include <cmath>
 
 #include "core/common.hpp"
+#include "core/op.hpp"
+
+#include <algorithm>
 
 namespace gradstep::cpu {
 namespace {
@@ -48,5 +51,38 @@ void dropout_backward(T* dx, const T* dy, const T* mask, int64_t n) {
 GS_INSTANTIATE(float)
 GS_INSTANTIATE(double)
 #undef GS_INSTANTIATE
+
+// ---- the Dropout op: any shape, kept; workspace: the mask. The identity when not training. -----
+namespace {
+
+template <class T>
+class DropoutOp : public Op<T> {
+ public:
+  DropoutOp(const OpAttrs& a, const Shape& in) : p_(a.real("p")) {
+    if (!(p_ >= 0.0 && p_ < 1.0)) throw std::invalid_argument("Dropout: p must be in [0, 1)");
+    this->in_ = in;
+    this->out_ = in;
+  }
+  int64_t workspace(int64_t N) const override { return N * this->in_.size(); }
+  bool needs_seed() const override { return true; }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    const int64_t n = a.N * this->in_.size();
+    if (a.training) dropout_forward<T>(y, a.ws, x, n, static_cast<T>(p_), a.seed);
+    else std::copy(x, x + n, y);
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T*, const T*) override {
+    if (!dx) return;
+    const int64_t n = a.N * this->in_.size();
+    if (a.training) dropout_backward<T>(dx, dy, a.ws, n);
+    else std::copy(dy, dy + n, dx);
+  }
+
+ private:
+  double p_;
+};
+
+}  // namespace
+
+GS_REGISTER_OP("Dropout", DropoutOp);
 
 }  // namespace gradstep::cpu

@@ -5,6 +5,7 @@
 #include "core/common.hpp"
 #include "core/dense.hpp"
 #include "core/gemm.hpp"
+#include "core/op.hpp"
 
 namespace gradstep::cpu {
 
@@ -83,5 +84,42 @@ void maxout_backward(T* dx, T* dW, T* db, T* dz, const T* dy, const int32_t* arg
 GS_INSTANTIATE(float)
 GS_INSTANTIATE(double)
 #undef GS_INSTANTIATE
+
+// ---- the Maxout op: (I) -> (O); slots weight (P,I,O), bias (P,O) -------------------------------
+// Workspace: the pieces' outputs z (P,N,O), reused as dz in backward, and argmax (N,O).
+namespace {
+
+template <class T>
+class MaxoutOp : public Op<T> {
+ public:
+  MaxoutOp(const OpAttrs& a, const Shape& in) {
+    I_ = a.integer("in_features", 1);
+    O_ = a.integer("out_features", 1);
+    P_ = a.integer("pieces", 1);
+    require_rank("Maxout", in, 1, "(features,)");
+    if (in.dims[0] != I_)
+      throw std::invalid_argument("Maxout: expects " + std::to_string(I_) +
+                                  " input features, got " + std::to_string(in.dims[0]));
+    this->in_ = in;
+    this->out_ = Shape{{O_}};
+    this->params_.push_back({"weight", {P_, I_, O_}});
+    this->params_.push_back({"bias", {P_, O_}});
+  }
+  int64_t workspace(int64_t N) const override { return P_ * N * O_; }
+  int64_t int_workspace(int64_t N) const override { return N * O_; }
+  void forward(const OpArgs<T>& a, T* y, const T* x) override {
+    maxout_forward<T>(y, a.iws, a.ws, x, a.w[0], a.w[1], a.N, I_, O_, P_);
+  }
+  void backward(const OpArgs<T>& a, T* dx, const T* dy, const T* x, const T*) override {
+    maxout_backward<T>(dx, a.dw[0], a.dw[1], a.ws, dy, a.iws, x, a.w[0], a.N, I_, O_, P_);
+  }
+
+ private:
+  int64_t I_, O_, P_;
+};
+
+}  // namespace
+
+GS_REGISTER_OP("Maxout", MaxoutOp);
 
 }  // namespace gradstep::cpu

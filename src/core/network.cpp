@@ -2,169 +2,192 @@
 
 #include <algorithm>
 #include <cmath>
+#include <new>
+#include <stdexcept>
 
-#include "core/activation.hpp"
-#include "core/batchnorm.hpp"
-#include "core/dense.hpp"
-#include "core/dropout.hpp"
 #include "core/loss.hpp"
 #include "core/optim.hpp"
 
 namespace gradstep::cpu {
 
-template <class T>
-Network<T>::Network(std::vector<LayerDesc> layers, LossOp loss, int64_t P)
-    : layers_(std::move(layers)), loss_(loss), P_(P) {
-  acts_.resize(layers_.size());
-  extra_.resize(layers_.size());
-  stats_.resize(layers_.size());
+LossKind parse_loss(const std::string& name) {
+  if (name == "softmax_xent") return LossKind::kSoftmaxXent;
+  if (name == "softmax_xent_soft") return LossKind::kSoftmaxXentSoft;
+  if (name == "mse") return LossKind::kMSE;
+  if (name == "bce") return LossKind::kBCE;
+  if (name == "bce_logits") return LossKind::kBCELogits;
+  if (name == "nll") return LossKind::kNLL;
+  throw std::invalid_argument("Network: unknown loss '" + name +
+                              "' (softmax_xent, softmax_xent_soft, mse, bce, bce_logits, nll)");
+}
+
+bool loss_takes_labels(LossKind k) { return k == LossKind::kSoftmaxXent || k == LossKind::kNLL; }
+
+OptKind parse_optimizer(const std::string& name) {
+  if (name == "sgd") return OptKind::kSGD;
+  if (name == "rmsprop") return OptKind::kRMSprop;
+  if (name == "adam") return OptKind::kAdam;
+  throw std::invalid_argument("Network: unknown optimizer '" + name + "' (sgd, rmsprop, adam)");
 }
 
 template <class T>
-void Network<T>::reserve(int64_t N) {
-  if (N <= capacity_) return;  // buffers are sized for the largest batch seen: no reallocation after
-  // All new buffers are made first and swapped in only when every allocation succeeded: a
-  // bad_alloc (MemoryError) leaves the workspace exactly as the last successful step left it.
-  int64_t widest = layers_.front().in;
-  std::vector<std::vector<T>> acts(layers_.size()), extra(layers_.size()), stats(layers_.size());
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const LayerDesc& L = layers_[i];
-    widest = std::max(widest, L.out);
-    acts[i].assign(static_cast<size_t>(N * L.out), T(0));
-    if (L.op == LayerOp::kDropout || L.op == LayerOp::kBatchNorm)
-      extra[i].assign(static_cast<size_t>(N * L.out), T(0));
-    if (L.op == LayerOp::kBatchNorm) stats[i].assign(static_cast<size_t>(2 * L.out), T(0));
+Network<T>::Network(std::vector<NetOp<T>> ops, LossKind loss, T* params, T* grads, int64_t P)
+    : ops_(std::move(ops)), loss_(loss), params_(params), grads_(grads), P_(P) {
+  if (ops_.empty()) throw std::invalid_argument("Network: at least one op is required");
+  for (size_t i = 0; i < ops_.size(); ++i) {
+    const Op<T>& op = *ops_[i].op;
+    if (i > 0 && op.in_shape() != ops_[i - 1].op->out_shape())
+      throw std::invalid_argument("Network: op " + std::to_string(i) + " takes " +
+                                  op.in_shape().str() + " per sample, but op " +
+                                  std::to_string(i - 1) + " gives " +
+                                  ops_[i - 1].op->out_shape().str());
+    if (ops_[i].w.size() != op.param_slots().size() || ops_[i].dw.size() != op.param_slots().size() ||
+        ops_[i].buf.size() != op.buffer_slots().size())
+      throw std::invalid_argument("Network: op " + std::to_string(i) +
+                                  " got the wrong number of parameter or buffer pointers");
+    n_seeds_ += op.needs_seed() ? 1 : 0;
+    min_batch_ = std::max(min_batch_, op.min_training_batch());
   }
-  std::vector<T> grad_a(static_cast<size_t>(N * widest), T(0));
-  std::vector<T> grad_b(static_cast<size_t>(N * widest), T(0));
-  std::vector<T> loss_scratch(static_cast<size_t>(N * layers_.back().out), T(0));
-  // Keep what the last step wrote (output() and layer_stats() read it until the next step).
-  for (size_t i = 0; i < layers_.size(); ++i) std::copy(acts_[i].begin(), acts_[i].end(), acts[i].begin());
-  acts_.swap(acts);
-  extra_.swap(extra);
-  stats_.swap(stats);
-  grad_a_.swap(grad_a);
-  grad_b_.swap(grad_b);
-  loss_scratch_.swap(loss_scratch);
-  capacity_ = N;
+}
+
+template <class T>
+OpArgs<T> Network<T>::args(size_t i, int64_t N, uint64_t seed) const {
+  OpArgs<T> a;
+  a.w = ops_[i].w.data();
+  a.dw = ops_[i].dw.data();
+  a.buf = ops_[i].buf.data();
+  a.ws = const_cast<T*>(ws_.scratch[i].data());
+  a.iws = const_cast<int32_t*>(ws_.iscratch[i].data());
+  a.N = N;
+  a.training = true;
+  a.seed = seed;
+  return a;
+}
+
+namespace {
+// N·per_row elements, refusing sizes no machine here could hold (and int64 overflow) up front.
+size_t elems(int64_t N, int64_t per_row) {
+  constexpr int64_t kMax = int64_t(1) << 40;
+  if (per_row < 0 || (per_row > 0 && N > kMax / per_row)) throw std::bad_alloc();
+  return static_cast<size_t>(N * per_row);
+}
+}  // namespace
+
+template <class T>
+void Network<T>::reserve(int64_t N) {
+  if (N <= ws_.capacity) return;  // sized for the largest batch seen: no reallocation after
+  // Built aside and swapped in whole: a bad_alloc leaves the current workspace untouched.
+  Workspace w;
+  const size_t n = ops_.size();
+  w.acts.resize(n);
+  w.scratch.resize(n);
+  w.iscratch.resize(n);
+  int64_t widest = in_shape().size();
+  for (size_t i = 0; i < n; ++i) {
+    const Op<T>& op = *ops_[i].op;
+    widest = std::max(widest, op.out_shape().size());
+    w.acts[i].assign(elems(N, op.out_shape().size()), T(0));
+    w.scratch[i].assign(elems(1, op.workspace(N)), T(0));
+    w.iscratch[i].assign(elems(1, op.int_workspace(N)), 0);
+  }
+  w.grad_a.assign(elems(N, widest), T(0));
+  w.grad_b.assign(elems(N, widest), T(0));
+  w.loss_scratch.assign(elems(N, out_shape().size()), T(0));
+  w.capacity = N;
+  std::swap(ws_, w);
+  last_N_ = 0;  // the last batch's outputs went with the old workspace
 }
 
 template <class T>
 size_t Network<T>::workspace_bytes() const {
-  size_t n = grad_a_.size() + grad_b_.size() + loss_scratch_.size();
-  for (size_t i = 0; i < layers_.size(); ++i) n += acts_[i].size() + extra_[i].size() + stats_[i].size();
-  return n * sizeof(T);
+  size_t n = ws_.grad_a.size() + ws_.grad_b.size() + ws_.loss_scratch.size(), ints = 0;
+  for (size_t i = 0; i < ops_.size(); ++i) {
+    n += ws_.acts[i].size() + ws_.scratch[i].size();
+    ints += ws_.iscratch[i].size();
+  }
+  return n * sizeof(T) + ints * sizeof(int32_t);
 }
 
 template <class T>
-double Network<T>::train_step(const StepArgs<T>& a) {
-  const int64_t N = a.N;
+double Network<T>::forward_backward(const T* x, const int64_t* labels, const T* target, int64_t N,
+                                    const uint64_t* seeds) {
+  if (N < min_batch_)
+    throw std::invalid_argument("Network: a training batch needs at least " +
+                                std::to_string(min_batch_) + " rows, got " + std::to_string(N));
   reserve(N);
-  T* params = a.params;
-  T* grads = a.grads;
+  last_N_ = 0;
   double penalty = 0.0;
 
   // ---- forward --------------------------------------------------------------------------------
-  size_t bn = 0, drop = 0;
-  const T* x = a.x;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const LayerDesc& L = layers_[i];
-    T* y = acts_[i].data();
-    const int64_t n = N * L.out;
-    switch (L.op) {
-      case LayerOp::kDense:
-        dense_forward<T>(y, x, params + L.w, L.b >= 0 ? params + L.b : nullptr, N, L.in, L.out);
-        if (L.l2 != 0.0) penalty += 0.5 * L.l2 * sum_squares<T>(params + L.w, L.in * L.out);
-        break;
-      case LayerOp::kSigmoid: sigmoid_forward<T>(y, x, n); break;
-      case LayerOp::kTanh: tanh_forward<T>(y, x, n); break;
-      case LayerOp::kReLU: relu_forward<T>(y, x, n); break;
-      case LayerOp::kLeakyReLU: leaky_relu_forward<T>(y, x, n, static_cast<T>(L.alpha)); break;
-      case LayerOp::kELU: elu_forward<T>(y, x, n, static_cast<T>(L.alpha)); break;
-      case LayerOp::kIdentity: std::copy(x, x + n, y); break;
-      case LayerOp::kDropout:
-        dropout_forward<T>(y, extra_[i].data(), x, n, static_cast<T>(L.alpha), a.dropout_seeds[drop++]);
-        break;
-      case LayerOp::kBatchNorm: {
-        T* mean = stats_[i].data();
-        batchnorm_forward_train<T>(y, extra_[i].data(), mean, mean + L.out, a.running_mean[bn],
-                                   a.running_var[bn], x, params + L.w, params + L.b, N, L.out,
-                                   static_cast<T>(L.alpha), static_cast<T>(L.eps));
-        ++bn;
-        break;
-      }
-    }
-    x = y;
+  size_t seed_i = 0;
+  const T* in = x;
+  for (size_t i = 0; i < ops_.size(); ++i) {
+    Op<T>& op = *ops_[i].op;
+    const uint64_t seed = op.needs_seed() ? seeds[seed_i++] : 0;
+    const OpArgs<T> a = args(i, N, seed);
+    T* y = ws_.acts[i].data();
+    op.forward(a, y, in);
+    penalty += op.penalty(a);
+    in = y;
   }
 
   // ---- loss -----------------------------------------------------------------------------------
-  const int64_t K = layers_.back().out;
-  const T* out = acts_.back().data();
-  T* dy = grad_a_.data();
-  T* dnext = grad_b_.data();
+  const int64_t K = out_shape().size();
+  const T* out = ws_.acts.back().data();
+  T* dy = ws_.grad_a.data();
+  T* dnext = ws_.grad_b.data();
+  T* probs = ws_.loss_scratch.data();
   double value = 0.0;
   switch (loss_) {
-    case LossOp::kSoftmaxXent:
-      value = softmax_xent_forward<T>(loss_scratch_.data(), out, a.labels, N, K);
-      softmax_xent_backward<T>(dy, loss_scratch_.data(), a.labels, N, K);
+    case LossKind::kSoftmaxXent:
+      value = softmax_xent_forward<T>(probs, out, labels, N, K);
+      softmax_xent_backward<T>(dy, probs, labels, N, K);
       break;
-    case LossOp::kSoftmaxXentSoft:
-      value = softmax_xent_soft_forward<T>(loss_scratch_.data(), out, a.target, N, K);
-      softmax_xent_soft_backward<T>(dy, loss_scratch_.data(), a.target, N, K);
+    case LossKind::kSoftmaxXentSoft:
+      value = softmax_xent_soft_forward<T>(probs, out, target, N, K);
+      softmax_xent_soft_backward<T>(dy, probs, target, N, K);
       break;
-    case LossOp::kMSE:
-      value = mse_forward<T>(out, a.target, N * K);
-      mse_backward<T>(dy, out, a.target, N * K);
+    case LossKind::kMSE:
+      value = mse_forward<T>(out, target, N * K);
+      mse_backward<T>(dy, out, target, N * K);
       break;
-    case LossOp::kBCE:
-      value = bce_forward<T>(out, a.target, N * K);
-      bce_backward<T>(dy, out, a.target, N * K);
+    case LossKind::kBCE:
+      value = bce_forward<T>(out, target, N * K);
+      bce_backward<T>(dy, out, target, N * K);
       break;
-    case LossOp::kBCELogits:
-      value = bce_logits_forward<T>(out, a.target, N * K);
-      bce_logits_backward<T>(dy, out, a.target, N * K);
+    case LossKind::kBCELogits:
+      value = bce_logits_forward<T>(out, target, N * K);
+      bce_logits_backward<T>(dy, out, target, N * K);
       break;
-    case LossOp::kNLL:
-      value = nll_forward<T>(out, a.labels, N, K);
-      nll_backward<T>(dy, out, a.labels, N, K);
+    case LossKind::kNLL:
+      value = nll_forward<T>(out, labels, N, K);
+      nll_backward<T>(dy, out, labels, N, K);
       break;
   }
 
   // ---- backward -------------------------------------------------------------------------------
-  for (size_t i = layers_.size(); i-- > 0;) {
-    const LayerDesc& L = layers_[i];
-    const T* xin = i == 0 ? a.x : acts_[i - 1].data();
-    const T* y = acts_[i].data();
-    const int64_t n = N * L.out;
-    // The first layer's input gradient is never needed: skip it (Dense skips its dx GEMM).
-    const bool need_dx = i > 0;
-    switch (L.op) {
-      case LayerOp::kDense:
-        dense_backward<T>(need_dx ? dnext : nullptr, grads + L.w, L.b >= 0 ? grads + L.b : nullptr,
-                          dy, xin, params + L.w, N, L.in, L.out, static_cast<T>(L.l2));
-        break;
-      case LayerOp::kSigmoid: sigmoid_backward<T>(dnext, dy, y, n); break;
-      case LayerOp::kTanh: tanh_backward<T>(dnext, dy, y, n); break;
-      case LayerOp::kReLU: relu_backward<T>(dnext, dy, y, n); break;
-      case LayerOp::kLeakyReLU: leaky_relu_backward<T>(dnext, dy, xin, n, static_cast<T>(L.alpha)); break;
-      case LayerOp::kELU: elu_backward<T>(dnext, dy, xin, y, n, static_cast<T>(L.alpha)); break;
-      case LayerOp::kIdentity: std::copy(dy, dy + n, dnext); break;
-      case LayerOp::kDropout: dropout_backward<T>(dnext, dy, extra_[i].data(), n); break;
-      case LayerOp::kBatchNorm:
-        batchnorm_backward<T>(dnext, grads + L.w, grads + L.b, dy, extra_[i].data(),
-                              stats_[i].data() + L.out, params + L.w, N, L.out);
-        break;
-    }
+  seed_i = static_cast<size_t>(n_seeds_);
+  for (size_t i = ops_.size(); i-- > 0;) {
+    Op<T>& op = *ops_[i].op;
+    const uint64_t seed = op.needs_seed() ? seeds[--seed_i] : 0;
+    const T* xin = i == 0 ? x : ws_.acts[i - 1].data();
+    // The first op's input gradient is never needed: a null dx lets it skip the work.
+    op.backward(args(i, N, seed), i > 0 ? dnext : nullptr, dy, xin, ws_.acts[i].data());
     std::swap(dy, dnext);
   }
-
-  // ---- update ---------------------------------------------------------------------------------
-  switch (a.opt) {
-    case OptOp::kSGD: sgd_step<T>(params, a.state0, grads, P_, a.sgd, a.step); break;
-    case OptOp::kRMSprop: rmsprop_step<T>(params, a.state0, a.state1, grads, P_, a.rmsprop, a.step); break;
-    case OptOp::kAdam: adam_step<T>(params, a.state0, a.state1, grads, P_, a.adam, a.step); break;
-  }
+  last_N_ = N;
   return value + penalty;
+}
+
+template <class T>
+void Network<T>::update(const OptArgs<T>& o) {
+  switch (o.kind) {
+    case OptKind::kSGD: sgd_step<T>(params_, o.state0, grads_, P_, o.sgd, o.step); break;
+    case OptKind::kRMSprop:
+      rmsprop_step<T>(params_, o.state0, o.state1, grads_, P_, o.rmsprop, o.step);
+      break;
+    case OptKind::kAdam: adam_step<T>(params_, o.state0, o.state1, grads_, P_, o.adam, o.step); break;
+  }
 }
 
 template <class T>

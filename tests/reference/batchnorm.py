@@ -42,3 +42,36 @@ def batchnorm_backward_eval(dy, x, gamma, running_mean, running_var, eps=1e-5):
     invstd = 1.0 / np.sqrt(rv + eps)
     xhat = (x - rm) * invstd
     return dy * gamma * invstd, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+# ---- spatial (N, C, ...): the (N, F) formulas on the channel-last rows --------------------------
+def _rows(a):
+    """(N, C, *S) -> (N·S, C): every spatial position of every image is one row."""
+    a = np.asarray(a, np.float64)
+    return np.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
+
+
+def _unrows(r, shape):
+    return np.moveaxis(r.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],)), -1, 1)
+
+
+def batchnorm_spatial_forward_train(x, gamma, beta, running_mean, running_var, momentum=0.1,
+                                    eps=1e-5):
+    y, xhat, mean, invstd, rm, rv = batchnorm_forward_train(_rows(x), gamma, beta, running_mean,
+                                                            running_var, momentum, eps)
+    return _unrows(y, x.shape), _unrows(xhat, x.shape), mean, invstd, rm, rv
+
+
+def batchnorm_spatial_backward(dy, xhat, invstd, gamma):
+    dx, dg, db = batchnorm_backward(_rows(dy), _rows(xhat), invstd, gamma)
+    return _unrows(dx, dy.shape), dg, db
+
+
+def batchnorm_spatial_forward_eval(x, gamma, beta, running_mean, running_var, eps=1e-5):
+    return _unrows(batchnorm_forward_eval(_rows(x), gamma, beta, running_mean, running_var, eps),
+                   x.shape)
+
+
+def batchnorm_spatial_backward_eval(dy, x, gamma, running_mean, running_var, eps=1e-5):
+    dx, dg, db = batchnorm_backward_eval(_rows(dy), _rows(x), gamma, running_mean, running_var, eps)
+    return _unrows(dx, dy.shape), dg, db

@@ -1,7 +1,7 @@
 """Activation layers: Sigmoid, Tanh, ReLU, Identity, LeakyReLU, ELU, PReLU and Softmax.
 
-Each pass is one `_core` call. The elementwise layers take inputs of any shape with at least one
-dimension (and one row); PReLU and Softmax take 2-D `(N, F)` batches. Layers without parameters
+Each is a handle on its C++ op (one `_core` call per pass). The elementwise layers take inputs of
+any shape with at least one dimension (and one row); PReLU and Softmax take 2-D `(N, F)` batches. Layers without parameters
 compute in the float dtype of their input (float32 or float64; anything else becomes float32);
 PReLU computes in its own dtype. Values and gradients at the kinks (x == 0) are PyTorch's.
 """
@@ -11,21 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks, _core, _random
-from .base import Layer, register
+from .. import _checks, _random
+from .base import Elementwise, Layer, register
 
 __all__ = ["Sigmoid", "Tanh", "ReLU", "Identity", "LeakyReLU", "ELU", "PReLU", "Softmax"]
 
 
-class _Elementwise(Layer):
-    """Shared plumbing of the parameter-free elementwise layers (any input of ndim >= 1)."""
-
-    def _any_input(self, x: Any) -> np.ndarray:
-        a = _checks.numeric_array(x, f"{type(self).__name__}.forward: x")
-        if a.ndim < 1:
-            raise ValueError(f"{type(self).__name__}.forward: x must be an array with at least "
-                             f"1 dimension, got a 0-D array")
-        return self._input(a, ndim=None)
+_Elementwise = Elementwise
 
 
 def _input_2d(layer: Layer, x: Any, features: int | None = None) -> np.ndarray:
@@ -39,71 +31,32 @@ def _input_2d(layer: Layer, x: Any, features: int | None = None) -> np.ndarray:
     return layer._input(a, 2, features)
 
 
-def _fresh(a: np.ndarray, original: Any) -> np.ndarray:
-    """`a`, copied when it still shares memory with the caller's `original` (no aliasing out)."""
-    if isinstance(original, np.ndarray) and np.may_share_memory(a, original):
-        return a.copy()
-    return a
-
-
 @register
 class Sigmoid(_Elementwise):
     """y = 1 / (1 + exp(-x)), elementwise; stable for any x (exactly 0 and 1 in the limits)."""
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        y = _core.sigmoid_forward(self._any_input(x))
-        self._saved = y
-        self._remember_output(y)
-        return y
-
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        return _core.sigmoid_backward(dy, self._saved)
+    op_kind = "Sigmoid"
 
 
 @register
 class Tanh(_Elementwise):
     """y = tanh(x), elementwise."""
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        y = _core.tanh_forward(self._any_input(x))
-        self._saved = y
-        self._remember_output(y)
-        return y
-
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        return _core.tanh_backward(dy, self._saved)
+    op_kind = "Tanh"
 
 
 @register
 class ReLU(_Elementwise):
     """y = max(x, 0), elementwise; the gradient at x == 0 is 0 (as in PyTorch)."""
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        y = _core.relu_forward(self._any_input(x))
-        self._saved = y
-        self._remember_output(y)
-        return y
-
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        return _core.relu_backward(dy, self._saved)
+    op_kind = "ReLU"
 
 
 @register
 class Identity(_Elementwise):
     """y = x (a copy, converted to a float dtype); the gradient passes through unchanged."""
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        y = _fresh(self._any_input(x), x)
-        self._saved = True
-        self._remember_output(y)
-        return y
-
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        return _fresh(dy, grad_y)
+    op_kind = "Identity"
 
 
 @register
@@ -112,20 +65,14 @@ class LeakyReLU(_Elementwise):
 
     `alpha` is any finite number (the negative-side slope)."""
 
+    op_kind = "LeakyReLU"
+
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
         self.alpha = _checks.check_float(alpha, "LeakyReLU: alpha")
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        x = self._any_input(x)
-        y = _core.leaky_relu_forward(x, self.alpha)
-        self._saved = x
-        self._remember_output(y)
-        return y
-
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        return _core.leaky_relu_backward(dy, self._saved, self.alpha)
+    def _op_attrs(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
 
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -137,21 +84,14 @@ class ELU(_Elementwise):
 
     The gradient at x == 0 is alpha (as in PyTorch)."""
 
+    op_kind = "ELU"
+
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
         self.alpha = _checks.check_float(alpha, "ELU: alpha", 0.0)
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        x = self._any_input(x)
-        y = _core.elu_forward(x, self.alpha)
-        self._saved = (x, y)
-        self._remember_output(y)
-        return y
-
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        x, y = self._saved
-        return _core.elu_backward(dy, x, y, self.alpha)
+    def _op_attrs(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
 
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -167,6 +107,7 @@ class PReLU(Layer):
     """
 
     has_params = True
+    op_kind = "PReLU"
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25, dtype: Any = "float32") -> None:
         super().__init__()
@@ -180,16 +121,11 @@ class PReLU(Layer):
     def _initial_values(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {"alpha": np.full(self.num_parameters, self.init)}
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        x = _input_2d(self, x, self.input_features())
-        y = _core.prelu_forward(x, self._p["alpha"])
-        self._saved = x
-        self._remember_output(y)
-        return y
+    def _check_input(self, x: Any) -> np.ndarray:
+        return _input_2d(self, x, self.input_features())
 
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        return _core.prelu_backward(dy, self._saved, self._p["alpha"], self._g["alpha"])
+    def _op_attrs(self) -> dict[str, Any]:
+        return {"num_parameters": self.num_parameters}
 
     def input_features(self) -> int | None:
         return self.num_parameters if self.num_parameters > 1 else None
@@ -203,12 +139,7 @@ class PReLU(Layer):
 class Softmax(Layer):
     """y = exp(x - max x) / sum(exp(x - max x)) over the last axis of a 2-D (N, F) input."""
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        y = _core.softmax_forward(_input_2d(self, x))
-        self._saved = y
-        self._remember_output(y)
-        return y
+    op_kind = "Softmax"
 
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        return _core.softmax_backward(dy, self._saved)
+    def _check_input(self, x: Any) -> np.ndarray:
+        return _input_2d(self, x)

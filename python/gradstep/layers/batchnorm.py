@@ -1,6 +1,8 @@
-"""Batch normalization over the features of (N, F) input, as PyTorch's BatchNorm1d computes it."""
+"""Batch normalization over the features of (N, F) input, as PyTorch's BatchNorm1d computes it,
+and over the channels of (N, C, L) / (N, C, H, W) input (BatchNorm1d / BatchNorm2d)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ class BatchNorm(Layer):
     """
 
     has_params = True
+    op_kind = "BatchNorm"
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
                  dtype: Any = "float32") -> None:
@@ -63,38 +66,38 @@ class BatchNorm(Layer):
             new[...] = start if old is None else old
             setattr(self, name, new)
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        x = self._input(x, 2, self.num_features)
-        if training:
-            if x.shape[0] < 2:
-                raise ValueError("BatchNorm.forward: Expected more than 1 value per channel when "
-                                 f"training, got x of shape {x.shape} (use training=False for "
-                                 "a single row)")
-            y, xhat, _, invstd = _core.batchnorm_forward_train(
-                x, self._p["gamma"], self._p["beta"], self._running_mean, self._running_var,
-                self.momentum, self.eps)
-            self._saved = (True, xhat, invstd)
-        else:
-            y = _core.batchnorm_forward_eval(x, self._p["gamma"], self._p["beta"],
-                                             self._running_mean, self._running_var, self.eps)
-            self._saved = (False, x, None)
-        self._remember_output(y)
-        return y
+    def _check_input(self, x: Any) -> np.ndarray:
+        a = _checks.numeric_array(x, "BatchNorm.forward: x")
+        if a.ndim not in (2, 3, 4):
+            raise ValueError(f"BatchNorm.forward: x must be (N, {self.num_features}), "
+                             f"(N, {self.num_features}, L) or (N, {self.num_features}, H, W), got a "
+                             f"{a.ndim}-D array of shape {a.shape}")
+        if a.ndim == 2:
+            return self._input(a, 2, self.num_features)
+        if a.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm.forward: x must have {self.num_features} channels "
+                             f"(axis 1), got shape {a.shape}")
+        return self._input(a, a.ndim)
 
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        training, a, invstd = self._saved
-        if training:
-            return _core.batchnorm_backward(dy, a, invstd, self._p["gamma"], self._g["gamma"],
-                                            self._g["beta"], True)
-        return _core.batchnorm_backward_eval(dy, a, self._p["gamma"], self._running_mean,
-                                             self._running_var, self._g["gamma"], self._g["beta"],
-                                             self.eps, True)
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape it is given: (F,), (C, L) or (C, H, W) without the batch axis."""
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) not in (1, 2, 3) or shape[0] != self.num_features:
+            raise ValueError(f"BatchNorm: input must have {self.num_features} features or "
+                             f"channels per sample, got shape {shape}")
+        return super().output_shape(shape)
+
+    def _op_forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        if training and x.shape[0] * math.prod(x.shape[2:]) < 2:
+            extra = " (use training=False for a single row)" if x.ndim == 2 else " (use training=False)"
+            raise ValueError("BatchNorm.forward: Expected more than 1 value per channel when "
+                             f"training, got x of shape {x.shape}{extra}")
+        return super()._op_forward(x, training)
+
+    def _op_attrs(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
 
     def input_features(self) -> int:
-        return self.num_features
-
-    def output_features(self, in_features: int) -> int:
         return self.num_features
 
     def get_config(self) -> dict[str, Any]:

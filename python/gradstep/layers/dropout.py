@@ -5,14 +5,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks, _core, _random
-from .base import Layer, register
+from .. import _checks, _random
+from .base import Elementwise, register
 
 __all__ = ["Dropout"]
 
 
 @register
-class Dropout(Layer):
+class Dropout(Elementwise):
     """Inverted dropout: y = x * mask, mask = 1/(1-p) with probability 1-p, else 0.
 
     With `training=False` it is the identity (the input, converted to its float dtype, comes
@@ -26,6 +26,8 @@ class Dropout(Layer):
     call, so seeding the library after building the layer still makes its masks reproducible.
     """
 
+    op_kind = "Dropout"
+
     def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
         super().__init__()
         self.p = _checks.check_float(p, "Dropout: p", 0.0, 1.0, max_inclusive=False)
@@ -37,9 +39,9 @@ class Dropout(Layer):
     def _next_seed(self) -> int:
         """Draw the seed of the next training mask, advancing the layer's generator.
 
-        A training forward calls this exactly once. A whole-network training step that runs the
-        dropout kernel itself calls it once per step instead (and `_core.dropout_forward(x, p,
-        seed)`), so the layer's mask sequence is the same whichever path runs it.
+        A training forward calls this exactly once; a whole-network training step calls it once per
+        step and hands the seed to the same op, so the layer's mask sequence is the same whichever
+        path runs it.
         """
         rng = self._rng if self._rng is not None else _random.generator()
         return _random.draw_seed(rng)
@@ -48,22 +50,8 @@ class Dropout(Layer):
         """Restart the mask sequence from `seed` (e.g. for one `fit(seed=...)` run)."""
         self._rng = _random.generator(_checks.check_int(seed, "Dropout: seed", 0))
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        x = self._input(x, None)
-        if training:
-            y, mask = _core.dropout_forward(x, self.p, self._next_seed())
-            self._saved = mask
-        else:
-            y = x
-            self._saved = False  # identity: backward passes the gradient through
-        self._remember_output(y)
-        return y
-
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        if self._saved is False:
-            return dy
-        return _core.dropout_backward(dy, self._saved)
+    def _op_attrs(self) -> dict[str, Any]:
+        return {"p": self.p}
 
     def get_config(self) -> dict[str, Any]:
         return {"p": self.p, "seed": self.seed}

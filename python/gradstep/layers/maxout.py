@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _checks, _core, _random
+from .. import _checks, _random
 from .. import init as _init
 from .base import Layer, register
 
@@ -25,6 +25,7 @@ class Maxout(Layer):
     """
 
     has_params = True
+    op_kind = "Maxout"
 
     def __init__(self, in_features: int, out_features: int, pieces: int = 2, *,
                  init: Any = "xavier", dtype: Any = "float32", seed: int | None = None) -> None:
@@ -46,24 +47,22 @@ class Maxout(Layer):
         return {"weight": _init.draw(self.init, shapes["weight"], rng, "Maxout: init"),
                 "bias": np.zeros(shapes["bias"])}
 
-    def forward(self, x: Any, training: bool = True) -> np.ndarray:
-        x = self._input(x, 2, self.in_features)
-        y, argmax = _core.maxout_forward(x, self._p["weight"], self._p["bias"])
-        self._saved = (x, argmax)
-        self._remember_output(y)
-        return y
+    def _check_input(self, x: Any) -> np.ndarray:
+        return self._input(x, 2, self.in_features)
 
-    def backward(self, grad_y: Any) -> np.ndarray:
-        dy = self._grad_output(grad_y)
-        x, argmax = self._saved
-        return _core.maxout_backward(dy, x, self._p["weight"], argmax, self._g["weight"],
-                                     self._g["bias"], True)
+    @property
+    def argmax(self) -> np.ndarray:
+        """The winning piece of each output in the last forward, (N, out_features) int32."""
+        if self._saved is None or self._out_shape is None:
+            raise ValueError("Maxout.argmax: call forward first")
+        return self._saved.int_workspace().reshape(self._out_shape)
+
+    def _op_attrs(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "pieces": self.pieces}
 
     def input_features(self) -> int:
         return self.in_features
-
-    def output_features(self, in_features: int) -> int:
-        return self.out_features
 
     def get_config(self) -> dict[str, Any]:
         cfg = {"in_features": self.in_features, "out_features": self.out_features,

@@ -5,8 +5,8 @@
 Runs, in order, on the training split (standardized as `gradstep train` does): the initial loss
 against what an untrained model should give, a gradient check on a small batch (float64 copy),
 overfitting a small subset, the learning-rate finder, and a short training run with a
-GradientMonitor whose findings `diagnose` reports. Findings are printed, not fatal: the exit
-status is 0 whenever the checks ran, 2 for a user's mistake (a bad flag or file).
+GradientMonitor whose findings `diagnose` reports. As a linter does, it exits with status 1 when
+it found something, 0 when every check passed, and 2 for a user's mistake (a bad flag or file).
 """
 from __future__ import annotations
 
@@ -16,25 +16,27 @@ from typing import Any
 
 import numpy as np
 
-from . import cli
+from . import common, data
+from .common import UsageError
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `check` subcommand (the data and model flags of `train`, and its own)."""
     p = subparsers.add_parser("check", help="babysit a model: initial loss, gradient check, overfit a "
                                             "small subset, lr finder, a short monitored run")
-    cli.add_data_and_model_flags(p)
+    common.add_data_and_model_flags(p)
     p.set_defaults(epochs=5)  # the monitored run is a short one
-    p.add_argument("--overfit-samples", type=cli._positive_int, default=20,
-                   help="samples the model must be able to overfit (default 20)")
-    p.add_argument("--overfit-steps", type=cli._positive_int, default=1000,
-                   help="full-batch steps allowed for overfitting them (default 1000)")
-    p.add_argument("--gradcheck-samples", type=cli._positive_int, default=8,
-                   help="batch size of the gradient check (default 8)")
-    p.add_argument("--lr-steps", type=cli._positive_int, default=100,
-                   help="mini-batches of the learning-rate sweep (default 100)")
-    p.add_argument("--lr-plot", default="", help="PNG of the learning-rate finder's curve ('' to skip)")
-    p.add_argument("--gradients-plot", default="", help="PNG of the monitored run's gradient norms ('' to skip)")
+    g = p.add_argument_group("checks")
+    g.add_argument("--overfit-samples", type=common.positive_int, default=20,
+                   help="samples the model must be able to overfit")
+    g.add_argument("--overfit-steps", type=common.positive_int, default=1000,
+                   help="full-batch steps allowed for overfitting them")
+    g.add_argument("--gradcheck-samples", type=common.positive_int, default=8,
+                   help="batch size of the gradient check")
+    g.add_argument("--lr-steps", type=common.positive_int, default=100,
+                   help="mini-batches of the learning-rate sweep")
+    g.add_argument("--lr-plot", default="", help="PNG of the learning-rate finder's curve (default: none)")
+    g.add_argument("--gradients-plot", default="", help="PNG of the monitored run's gradient norms (default: none)")
     return p
 
 
@@ -53,31 +55,34 @@ def _indent(text: str, by: str = "   ") -> str:
 
 
 def run(args: Any) -> int:
-    """Run the checklist and print the report; returns the exit status (0)."""
+    """Run the checklist and print the report; returns the exit status (1 with findings, else 0)."""
     import gradstep as gs
-    from . import diagnostics as diag
 
-    if args.threads:
-        gs.set_num_threads(args.threads)
+    from .. import diagnostics as diag
+
+    common.set_threads(args)
     if args.lr_steps < 2:
-        raise cli.UsageError(f"--lr-steps: expected at least 2, got {args.lr_steps}")
-    for flag in ("lr_plot", "gradients_plot"):
-        path = getattr(args, flag)
-        if path and not path.lower().endswith(".png"):
-            raise cli.UsageError(f"--{flag.replace('_', '-')}: expected a .png path, got {path!r}")
-    X_tr, y_tr, _, _, _, classification, classes = cli.prepare(args)
+        raise UsageError(f"--lr-steps: expected at least 2, got {args.lr_steps}")
+    common.check_png_path("--lr-plot", args.lr_plot)
+    common.check_png_path("--gradients-plot", args.gradients_plot)
+    prep = data.prepare(args)
+    task = prep.task
+    # The checks work on the network's own inputs: standardized features and class indices.
+    X_tr = prep.standardize.transform(prep.X_train)
+    y_tr = prep.indices(prep.y_train) if task.classification else prep.y_train
+    classification, n_out = task.classification, task.n_outputs
     n = X_tr.shape[0]
     if args.overfit_samples > n:
-        raise cli.UsageError(f"--overfit-samples: the training split has only {n} samples, got {args.overfit_samples}")
-    n_out = len(classes) if classification else 1
-    model = cli.build_model(X_tr.shape[1], n_out, args, classification)
+        raise UsageError(f"--overfit-samples: the training split has only {n} samples, got {args.overfit_samples}")
+    model = common.build_model(X_tr.shape[1], n_out, args, classification)
     has_bn = any(isinstance(l, gs.BatchNorm) for l in model.layers)
     gc_n = min(args.gradcheck_samples, n)
     if has_bn and gc_n < 2:
-        raise cli.UsageError("--gradcheck-samples: BatchNorm needs at least 2")
+        raise UsageError("--gradcheck-samples: BatchNorm needs at least 2")
 
     t_start = time.perf_counter()
     what = f"{n_out} classes" if classification else "regression"
+    print(f"task: {task.name} ({task.why})")
     print(f"gradstep check: {args.data}: {n} training samples, {X_tr.shape[1]} features, {what} "
           f"(standardized inputs)")
     print(f"optimizer {type(model.optimizer).__name__}(lr={args.lr:g}), loss {type(model.loss).__name__}, "
@@ -143,4 +148,4 @@ def run(args: Any) -> int:
           + (f"{len(problems)} finding{'s' if len(problems) != 1 else ''}" if problems else "no problems found"))
     for where, f in problems:
         print(f"  - {where}: [{f.kind}] {f.message}")
-    return 0
+    return 1 if problems else 0

@@ -6,19 +6,23 @@
 It takes the same data and model flags as `train` (the model flags that are not searched stay
 fixed), holds out `--test` of the data for a final test of the best model, scores every trial
 on a `--val` split of the rest (or by `--cv K` folds), prints the trials sorted by score, and
-retrains the best parameters on all the training data (saved with `--out`).
+retrains the best parameters on all the training data (saved with `--out`, with the input
+standardization, class values and column names, as `gradstep train` saves). Trials are numbered
+from 1 in the order they are drawn, in the progress lines and the table alike; regression scores
+are shown as the metric itself (val_loss, val_mae: lower is better). Ctrl-C prints the table of
+the trials that finished and exits with status 130.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Any
 
-import numpy as np
+from . import common, data
+from .common import UsageError
 
-from . import cli
-
-_BASE_KEYS = ("activation", "layers", "l2", "dtype", "seed", "optimizer", "lr")
+_BASE_KEYS = ("activation", "layers", "l2", "dtype", "seed", "optimizer", "lr", "dropout", "batch_norm")
 
 
 def _range(log: bool):
@@ -55,13 +59,13 @@ def _stages(text: str) -> list[tuple[int, int]]:
     return stages
 
 
-_n_jobs = cli.int_at_least(1, also=-1, what="a positive integer or -1 (all cores)")
-_cv = cli.int_at_least(2)
+_n_jobs = common.int_at_least(1, also=-1, what="a positive integer or -1 (all cores)")
+_cv = common.int_at_least(2)
 
 
 def _layers_choice(text: str) -> str:
     """One architecture option like '128,64', kept as that text (how the table shows it)."""
-    return ",".join(str(s) for s in cli._layer_sizes(text))
+    return ",".join(str(s) for s in common.layer_sizes(text))
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -69,26 +73,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("search", help="search hyperparameters (random or coarse-to-fine)",
                               description="Random or coarse-to-fine hyperparameter search; prints the "
                                           "trials sorted by score.")
-    cli.add_data_and_model_flags(p)
+    common.add_data_and_model_flags(p)
     s = p.add_argument_group("search")
-    s.add_argument("--trials", type=cli._positive_int, default=20, help="trials of a random search (default 20)")
+    s.add_argument("--trials", type=common.positive_int, default=20, help="trials of a random search")
     s.add_argument("--stages", type=_stages, default=None,
-                   help="coarse-to-fine stages as TRIALSxEPOCHS, e.g. 20x2,10x10 (replaces --trials/--epochs)")
-    s.add_argument("--top", type=cli._positive_int, default=None,
+                   help="coarse-to-fine stages as TRIALSxEPOCHS, e.g. 20x2,10x10 (replaces --trials/--epochs; "
+                        "default: a random search)")
+    s.add_argument("--top", type=common.positive_int, default=None,
                    help="best trials of a stage the next stage narrows around (default max(2, trials/5))")
-    s.add_argument("--cv", type=_cv, default=None, help="score by K-fold cross-validation instead of the --val split")
+    s.add_argument("--cv", type=_cv, default=None,
+                   help="score by K-fold cross-validation (default: on the --val split)")
     s.add_argument("--n-jobs", type=_n_jobs, default=1, help="trials run in parallel processes (-1: all cores)")
     s.add_argument("--metric", choices=["accuracy", "loss", "mse", "mae"], default=None,
                    help="what to score (default: accuracy for classification, loss for regression)")
     s.add_argument("--lr-range", type=_range(log=True), default=None,
                    help="learning rates LOW,HIGH, log-uniform (default 1e-4,1e-1 when nothing else is searched)")
-    s.add_argument("--l2-range", type=_range(log=True), default=None, help="L2 strengths LOW,HIGH, log-uniform")
+    s.add_argument("--l2-range", type=_range(log=True), default=None, help="L2 strengths LOW,HIGH, log-uniform (default: --l2 only)")
     s.add_argument("--layers-choices", type=_layers_choice, nargs="+", default=None,
-                   help="hidden layer options, e.g. 64 128,64 256,128")
-    s.add_argument("--activation-choices", nargs="+", choices=sorted(cli.ACTIVATIONS), default=None)
-    s.add_argument("--optimizer-choices", nargs="+", choices=cli.OPTIMIZERS, default=None)
-    s.add_argument("--show", type=cli._positive_int, default=None, help="print only the best N trials")
-    s.add_argument("--out", default=None, help="save the best model (retrained on all training data) here")
+                   help="hidden layer options, e.g. 64 128,64 256,128 (default: --layers only)")
+    s.add_argument("--activation-choices", nargs="+", choices=sorted(common.ACTIVATIONS), default=None,
+                   help="activations to try (default: --activation only)")
+    s.add_argument("--optimizer-choices", nargs="+", choices=common.OPTIMIZERS, default=None,
+                   help="optimizers to try (default: --optimizer only)")
+    s.add_argument("--show", type=common.positive_int, default=None, help="print only the best N trials (default: all)")
+    s.add_argument("--out", default=None,
+                   help="save the best model (retrained on all training data) here (default: not saved)")
     s.add_argument("--quiet", action="store_true", help="no line per trial")
     return p
 
@@ -106,13 +115,13 @@ class _Builder:
     def __call__(self, params: dict[str, Any]) -> Any:
         values = {**self.base, **params}
         if isinstance(values["layers"], str):
-            values["layers"] = cli._layer_sizes(values["layers"])
-        return cli.build_model(self.n_features, self.n_outputs, argparse.Namespace(**values), self.classification)
+            values["layers"] = common.layer_sizes(values["layers"])
+        return common.build_model(self.n_features, self.n_outputs, argparse.Namespace(**values), self.classification)
 
 
 def search_space(args: Any) -> dict[str, Any]:
     """The distributions the flags ask for; the learning rate alone (1e-4..1e-1) when none do."""
-    from . import search
+    from .. import search
 
     space: dict[str, Any] = {}
     if args.lr_range is not None:
@@ -132,58 +141,80 @@ def search_space(args: Any) -> dict[str, Any]:
 
 def run(args: Any) -> int:
     """Run the search the flags describe; print the trials sorted by score and the best model's test result."""
-    import gradstep as gs
-    from . import search
+    from .. import search
 
-    if args.threads:
-        gs.set_num_threads(args.threads)
-    X_tr, y_tr, X_te, y_te, scaler, classification, classes = cli.prepare(args)
+    common.set_threads(args)
+    common.check_output_path("--out", args.out)
+    prep = data.prepare(args)
+    task = prep.task
+    classification, n_out = task.classification, task.n_outputs
+    # The trials train on the network's own inputs (standardized, class indices); the best model
+    # gets the standardization and class values before it is tested and saved.
+    X_tr = prep.standardize.transform(prep.X_train)
+    y_tr = prep.indices(prep.y_train) if classification else prep.y_train
     if args.cv is not None and args.cv > X_tr.shape[0]:
-        raise cli.UsageError(f"--cv: {args.cv} folds need at least {args.cv} training rows, got {X_tr.shape[0]}")
-    n_out = len(classes) if classification else 1
+        raise UsageError(f"--cv: {args.cv} folds need at least {args.cv} training rows, got {X_tr.shape[0]}")
     space = search_space(args)
     builder = _Builder({k: getattr(args, k) for k in _BASE_KEYS}, X_tr.shape[1], n_out, classification)
     if args.metric == "accuracy" and not classification:
-        raise cli.UsageError("--metric accuracy needs class labels; this data is a regression (use loss, mse or mae)")
+        raise UsageError("--metric accuracy needs class labels; this data is a regression (use loss, mse or mae)")
     if args.metric in ("mse", "mae") and classification:
-        raise cli.UsageError(f"--metric {args.metric} is for regression; this data has class labels "
-                             "(use accuracy or loss)")
+        raise UsageError(f"--metric {args.metric} is for regression; this data has class labels "
+                         "(use accuracy or loss)")
     metric = args.metric
     if metric == "mse":
         metric = "loss"  # the regression models train with MSE: their loss is the mse (plus any L2 term)
-    common = dict(cv=args.cv, validation_split=args.val, seed=args.seed, n_jobs=args.n_jobs,
-                  batch_size=args.batch_size, metric=metric, verbose=0 if args.quiet else 1)
+    common_args = dict(cv=args.cv, validation_split=args.val, seed=args.seed, n_jobs=args.n_jobs,
+                       batch_size=args.batch_size, metric=metric, verbose=0 if args.quiet else 1)
     scoring = f"{args.cv}-fold cross-validation" if args.cv else f"a {args.val:g} validation split"
-    print(f"data: {args.data}: {X_tr.shape[0] + X_te.shape[0]} samples, {X_tr.shape[1]} features, "
-          + (f"{n_out} classes" if classification else "regression"))
+    print(f"task: {task.name} ({task.why})")
+    print(prep.describe())
     print("space: " + ", ".join(f"{k}={v!r}" for k, v in space.items()) + f"; scored on {scoring}")
-    if args.stages:
-        print("coarse-to-fine: " + ", ".join(f"{t} trials x {e} epochs" for t, e in args.stages))
-        result = search.coarse_to_fine(builder, space, X_tr, y_tr, stages=args.stages, top=args.top, **common)
-    else:
-        print(f"random search: {args.trials} trials x {args.epochs} epochs")
-        result = search.random_search(builder, space, X_tr, y_tr, trials=args.trials, epochs=args.epochs, **common)
+    try:
+        if args.stages:
+            print("coarse-to-fine: " + ", ".join(f"{t} trials x {e} epochs" for t, e in args.stages))
+            result = search.coarse_to_fine(builder, space, X_tr, y_tr, stages=args.stages, top=args.top,
+                                           **common_args)
+        else:
+            print(f"random search: {args.trials} trials x {args.epochs} epochs")
+            result = search.random_search(builder, space, X_tr, y_tr, trials=args.trials, epochs=args.epochs,
+                                          **common_args)
+    except search.SearchInterrupted as stop:
+        finished = stop.result
+        print()
+        if finished is None:
+            print("interrupted before any trial finished", file=sys.stderr)
+        else:
+            print(finished.table(max_rows=args.show))
+            print(f"\ngradstep: interrupted: {len(finished.trials)} trial(s) finished (shown above); "
+                  "no model saved", file=sys.stderr)
+        return 130
     print()
     print(result.table(max_rows=args.show))
     print()
     best = result.best_trial
     params = ", ".join(f"{k}={search._fmt(v)}" for k, v in best.params.items())
-    print(f"best: trial {best.index}: {params} ({result.metric} {best.score:.4f})")
+    print(f"best: trial {best.index + 1}: {params} ({result.score_text(best)})")
     failed = sum(t.status != "ok" for t in result.trials)
     if failed:
-        print(f"{failed} trial(s) diverged (loss NaN or inf) and scored -inf: lower the learning rate range")
+        print(f"{failed} trial(s) diverged (loss NaN or inf) and were ranked last: lower the learning rate range")
     model = result.best_model
     if model is None:
         print("no trial trained without diverging: no best model")
         return 1
-    test = model.evaluate(X_te, y_te)
+    model.preprocessing = prep.standardize
+    model.classes_ = task.classes
+    model.feature_names_in_ = prep.table.feature_names
+    model.metadata = {"cli": {"seed": args.seed, "val": args.val, "test": args.test, "batch_size": args.batch_size,
+                              "task": task.name, "target": prep.table.target_name}}
+    test = model.evaluate(prep.X_test, prep.y_test)
+    n_te = prep.X_test.shape[0]
     if classification:
         print(f"best model retrained on all {X_tr.shape[0]} training samples: test accuracy "
-              f"{test['accuracy']:.4f} ({X_te.shape[0]} samples), test loss {test['loss']:.4f}")
+              f"{test['accuracy']:.4f} ({n_te} samples), test loss {test['loss']:.4f}")
     else:
         print(f"best model retrained on all {X_tr.shape[0]} training samples: test mse loss {test['loss']:.4g}")
     if args.out:
-        model.preprocessing = {"mean": scaler.mean_.astype(np.float64), "scale": scaler.scale_.astype(np.float64)}
         model.save(args.out)
         print(f"best model saved to {args.out}")
     return 0
