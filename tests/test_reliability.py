@@ -73,6 +73,24 @@ def test_network_refuses_ops_that_do_not_fit_its_buffers(tamper):
     assert_clean(proc, "ValueError: Network")
 
 
+def test_network_workspace_bytes_before_any_step():
+    # Found by tools/fuzz_bindings.py on the op core: the workspace has no per-op vectors before
+    # the first step, and workspace_bytes indexed them per op (a segfault).
+    proc = run_isolated("""
+        import numpy as np
+        import gradstep as gs
+        from gradstep import _core
+        model = gs.Sequential([gs.Dense(2, 4), gs.ReLU(), gs.Dense(4, 3)], seed=0)
+        model.compile(gs.MSE(), gs.SGD(lr=0.1))
+        model.train_step(np.ones((8, 2), np.float32), np.ones((8, 3), np.float32))
+        eng = model._engine
+        net = _core.Network(eng.ops, eng.in_shape, "mse", "sgd", model.arena.params, model.arena.grads,
+                            None, None)
+        print("bytes", net.workspace_bytes)
+    """)
+    assert_clean(proc, "bytes 0")
+
+
 def test_network_state_stays_readable_after_a_memory_error():
     # A batch whose workspace cannot be allocated (2**20 rows x 2**20 outputs: 4 TiB) raises
     # MemoryError; the outputs of the last good batch stay readable, and training goes on.

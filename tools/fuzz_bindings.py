@@ -376,6 +376,8 @@ def materialize(spec: dict, made: list) -> Any:
     if k in ("list", "tuple"):
         items = [materialize(s, made) for s in spec["items"]]
         return items if k == "list" else tuple(items)
+    if k == "dict":
+        return {key: materialize(v, made) for key, v in spec["items"].items()}
     raise ValueError(f"unknown spec {spec}")
 
 
@@ -415,99 +417,224 @@ def readonly_snapshot(objs: list) -> list[tuple[np.ndarray, bytes]]:
 # ---- recipes: constructor arguments that fit together -------------------------------------------
 
 
-def network_recipe(g: Gen) -> list[dict]:
-    """Arguments of `_core.Network(layers, loss, opt, params, grads, running_mean, running_var,
-    state0, state1)`: a small valid chain of layers over one flat buffer."""
-    dtype = g.pick(["float32", "float64"])
-    width = g.pick([1, 2, 3, 4, 5, 8])
-    layers, offset, bn = [], 0, 0
-    for _ in range(int(g.rng.integers(1, 5))):
-        op = int(g.rng.integers(0, 9))
-        if op == 0:
-            out = g.pick([1, 2, 3, 4, 6])
-            bias = g.chance(0.7)
-            layers.append([0, width, out, offset, offset + width * out if bias else -1, 0.0, 0.0,
-                           g.pick([0.0, 0.0, 0.01])])
-            offset += width * out + (out if bias else 0)
-            width = out
-        elif op == 8:
-            layers.append([8, width, width, offset, offset + width, g.pick([0.1, 0.0, 1.0]), 1e-5, 0.0])
-            offset += 2 * width
-            bn += 1
-        else:
-            alpha = {4: 0.01, 5: 1.0, 7: g.pick([0.0, 0.5, 0.9])}.get(op, 0.0)
-            layers.append([op, width, width, -1, -1, alpha, 0.0, 0.0])
-    if g.chance(0.3):  # a mutated layer tuple
-        L = layers[int(g.rng.integers(len(layers)))]
-        j = int(g.rng.integers(8))
-        L[j] = g.pick(INTS) if j < 5 else float(g.pick(FLOATS))
-    P = offset + g.pick([0, 0, 3])
-    opt = int(g.rng.integers(0, 3))
-    loss = int(g.rng.integers(0, 6))
+def to_spec(value: Any, seed: int = 0) -> dict:
+    """A spec that materializes to `value` (arrays: same shape and dtype, fresh contents)."""
+    if isinstance(value, np.ndarray):
+        fill = "uniform" if value.dtype.kind == "f" else "int"
+        return {"k": "arr", "shape": list(value.shape), "dtype": value.dtype.name, "layout": "c",
+                "ro": False, "fill": fill, "seed": seed}
+    if isinstance(value, (bool, np.bool_)):
+        return {"k": "bool", "v": bool(value)}
+    if isinstance(value, (int, np.integer)):
+        return {"k": "int", "v": int(value)}
+    if isinstance(value, (float, np.floating)):
+        return {"k": "float", "v": repr(float(value))}
+    if isinstance(value, str):
+        return {"k": "str", "v": value}
+    if isinstance(value, dict):
+        return {"k": "dict", "items": {str(k): to_spec(v, seed + i) for i, (k, v) in enumerate(value.items())}}
+    if isinstance(value, (list, tuple)):
+        return {"k": "list" if isinstance(value, list) else "tuple",
+                "items": [to_spec(v, seed + i + 1) for i, v in enumerate(value)]}
+    if value is None:
+        return {"k": "none"}
+    if isinstance(value, np.dtype):
+        return {"k": "dtype", "v": value.name}
+    raise TypeError(f"to_spec: {type(value).__name__}")
 
-    def flat(n: int, fill: str = "normal") -> dict:
-        return {"k": "arr", "shape": [n], "dtype": dtype, "layout": "c", "ro": False, "fill": fill,
-                "seed": int(g.rng.integers(2**31))}
-    rm = {"k": "list", "items": []}
-    rv = {"k": "list", "items": []}
-    for L in layers:
-        if L[0] == 8 and isinstance(L[2], int) and 0 < L[2] < 10**4:
-            rm["items"].append(flat(L[2], "zero"))
-            rv["items"].append(flat(L[2], "uniform"))
-    state0 = flat(P, "zero") if opt != 0 or g.chance(0.5) else {"k": "none"}
-    state1 = flat(P, "uniform") if opt != 0 and g.chance(0.9) else {"k": "none"}
-    spec = {"k": "list", "items": [{"k": "tuple", "items": [
-        {"k": "int" if j < 5 else "float", "v": v if j < 5 else str(v)} for j, v in enumerate(L)]}
-        for L in layers]}
-    return [{"name": "layers", "kw": False, "spec": spec},
-            {"name": "loss", "kw": False, "spec": {"k": "int", "v": loss}},
-            {"name": "opt", "kw": False, "spec": {"k": "int", "v": opt}},
-            {"name": "params", "kw": False, "spec": flat(max(P, 0))},
-            {"name": "grads", "kw": False, "spec": flat(max(P, 0), "zero")},
-            {"name": "running_mean", "kw": False, "spec": rm},
-            {"name": "running_var", "kw": False, "spec": rv},
-            {"name": "state0", "kw": False, "spec": state0},
-            {"name": "state1", "kw": False, "spec": state1}]
+
+def random_model(g: Gen) -> Any:
+    """A small built gs.Sequential over the op core's layers (dense, conv, pooling, norms)."""
+    import gradstep as gs
+    dtype = g.pick(["float32", "float64"])
+    act = g.pick([gs.ReLU, gs.Tanh, gs.Sigmoid, gs.ELU, gs.LeakyReLU, gs.Identity])
+    kind = g.pick(["dense", "dense", "conv2d", "conv1d", "maxout"])
+    k, width = g.pick([1, 2, 3]), g.pick([1, 2, 3, 4])
+    if kind == "dense":
+        layers = [gs.Dense(width, 5), act(), gs.Dropout(g.pick([0.0, 0.5])), gs.BatchNorm(5),
+                  gs.Dense(5, 3), g.pick([gs.Identity, gs.Softmax])()]
+        shape = (width,)
+    elif kind == "maxout":
+        layers = [gs.Maxout(width, 4, pieces=g.pick([1, 2, 3])), gs.PReLU(g.pick([1, 4])), gs.Dense(4, 2)]
+        shape = (width,)
+    elif kind == "conv2d":
+        side = g.pick([3, 4, 6, 7])
+        pool = g.pick([gs.MaxPool2D, gs.AvgPool2D])(g.pick([1, 2]))
+        layers = [gs.Conv2D(width, 3, k, stride=g.pick([1, 2]), padding=g.pick([0, 1]),
+                            dilation=g.pick([1, 2])), gs.BatchNorm(3), act(), pool,
+                  g.pick([gs.Flatten, gs.GlobalAvgPool])()]
+        shape = (width, side, side)
+    else:
+        side = g.pick([3, 5, 8])
+        pool = g.pick([gs.MaxPool1D, gs.AvgPool1D])(g.pick([1, 2]))
+        layers = [gs.Conv1D(width, 2, k, padding=g.pick([0, 1])), act(), pool, gs.GlobalAvgPool()]
+        shape = (width, side)
+    try:
+        return gs.Sequential(layers, dtype=dtype, seed=int(g.rng.integers(1000)), input_shape=shape)
+    except ValueError:
+        return gs.Sequential([gs.Dense(width, 2)], dtype=dtype, seed=0, input_shape=(width,))
+
+
+def _op_parts(model: Any) -> list[tuple]:
+    return [(layer.op_kind, layer._op_attrs(), layer._op_slots(), layer._op_buffers())
+            for layer in model.layers]
+
+
+def network_recipe(g: Gen) -> list[dict]:
+    """`_core.Network(ops, in_shape, loss, opt, params, grads, state0, state1)` from a real model."""
+    model = random_model(g)
+    P = model.arena.size
+    opt = g.pick(["sgd", "rmsprop", "adam"])
+    flat = lambda fill, seed: {"k": "arr", "shape": [P], "dtype": model.dtype.name, "layout": "c",  # noqa: E731
+                               "ro": False, "fill": fill, "seed": seed}
+    args = [("ops", to_spec([tuple(op) for op in _op_parts(model)], 1)),
+            ("in_shape", to_spec(list(model.input_shape))),
+            ("loss", {"k": "str", "v": g.pick(["mse", "softmax_xent", "bce", "bce_logits", "nll",
+                                               "softmax_xent_soft", "bogus"])}),
+            ("opt", {"k": "str", "v": opt}), ("params", flat("normal", 2)), ("grads", flat("zero", 3)),
+            ("state0", flat("zero", 4) if opt != "sgd" or g.chance(0.5) else {"k": "none"}),
+            ("state1", flat("uniform", 5) if opt == "adam" or g.chance(0.3) else {"k": "none"})]
+    return [{"name": n, "kw": False, "spec": sp} for n, sp in args]
+
+
+def op_runner_recipe(g: Gen) -> list[dict]:
+    """`_core.OpRunner(kind, attrs, in_shape, dtype, slots)` for one layer of a real model."""
+    model = random_model(g)
+    i = int(g.rng.integers(len(model.layers)))
+    layer = model.layers[i]
+    g.op_context = {"P": model.arena.size, "dtype": model.dtype.name, "in_shape": list(model._in_shapes[i]),
+                    "buffers": [list(b.shape) for b in layer._op_buffers()]}
+    args = [("kind", {"k": "str", "v": layer.op_kind}), ("attrs", to_spec(layer._op_attrs())),
+            ("in_shape", to_spec(list(model._in_shapes[i]))), ("dtype", {"k": "dtype", "v": model.dtype.name}),
+            ("slots", to_spec([tuple(s) for s in layer._op_slots()]))]
+    return [{"name": n, "kw": False, "spec": sp} for n, sp in args]
+
+
+def op_runner_call_recipe(method: str):
+    def make(g: Gen, ctor: list[dict]) -> list[dict] | None:
+        ctx = getattr(g, "op_context", None)
+        if ctx is None:
+            return None
+        N = g.pick([1, 2, 3, 5])
+        arr = lambda shape, fill="normal": {"k": "arr", "shape": shape, "dtype": ctx["dtype"],  # noqa: E731
+                                            "layout": "c", "ro": False, "fill": fill,
+                                            "seed": int(g.rng.integers(2**31))}
+        buffers = {"k": "list", "items": [arr(b, "uniform") for b in ctx["buffers"]]}
+        first = [N] + ctx["in_shape"]
+        args = [("x" if method == "forward" else "dy", arr(first)), ("params", arr([ctx["P"]])),
+                ("grads", arr([ctx["P"]], "zero")), ("buffers", buffers)]
+        if method == "forward":
+            args += [("training", {"k": "bool", "v": g.chance(0.5)}), ("seed", {"k": "int", "v": 3})]
+        out = [{"name": n, "kw": False, "spec": sp} for n, sp in args]
+        return g.mutate(out, [N] + ctx["in_shape"]) if g.chance(0.3) else out
+    return make
 
 
 def network_step_recipe(g: Gen, ctor: list[dict]) -> list[dict] | None:
-    """train_step arguments that fit the constructor's layers (often; mutated sometimes)."""
+    """train_step arguments that fit the constructor's ops (often; mutated sometimes)."""
     try:
-        layers = [[s["v"] for s in t["items"]] for t in ctor[0]["spec"]["items"]]
-        dtype = ctor[3]["spec"]["dtype"]
-        loss, opt = ctor[1]["spec"]["v"], ctor[2]["spec"]["v"]
-        I, K = int(layers[0][1]), int(layers[-1][2])
-        if not (0 < I < 10**4 and 0 < K < 10**4):
-            return None
-    except (KeyError, IndexError, TypeError, ValueError):
+        in_shape = [s["v"] for s in ctor[1]["spec"]["items"]]
+        dtype = ctor[4]["spec"]["dtype"]
+        loss, opt = ctor[2]["spec"]["v"], ctor[3]["spec"]["v"]
+    except (KeyError, IndexError, TypeError):
         return None
-    N = g.pick([1, 2, 3, 4, 7, 16, 64])
-    x = {"k": "arr", "shape": [N, I], "dtype": dtype, "layout": "c", "ro": g.chance(0.2),
+    N = g.pick([1, 2, 3, 4, 7, 16])
+    K = g.pick([1, 2, 3, 5])
+    x = {"k": "arr", "shape": [N] + in_shape, "dtype": dtype, "layout": "c", "ro": g.chance(0.1),
          "fill": "normal" if g.chance(0.9) else g.pick(FILLS), "seed": int(g.rng.integers(2**31))}
     labels = {"k": "arr", "shape": [N], "dtype": "int64", "layout": "c", "ro": False, "fill": "int",
               "seed": int(g.rng.integers(2**31))}
     target = {"k": "arr", "shape": [N, K], "dtype": dtype, "layout": "c", "ro": False,
               "fill": "uniform", "seed": int(g.rng.integers(2**31))}
-    if loss in (0, 5):
+    if loss in ("softmax_xent", "nll"):
         target = {"k": "none"}
     else:
         labels = {"k": "none"}
-    n_drop = sum(1 for L in layers if L[0] == 7)
-    seeds = {"k": "list", "items": [{"k": "int", "v": int(g.rng.integers(2**63))} for _ in range(n_drop)]}
+    seeds = {"k": "list", "items": [{"k": "int", "v": int(g.rng.integers(2**63))} for _ in range(g.pick([0, 1, 2]))]}
     hyper = {"k": "list", "items": [{"k": "float", "v": v} for v in
-                                    (["0.01", "0.9", "0.0", "0.0", "0.0"] if opt == 0 else
-                                     ["0.01", "0.99", "1e-8", "0.9", "0.0"] if opt == 1 else
+                                    (["0.01", "0.9", "0.0", "0.0", "0.0"] if opt == "sgd" else
+                                     ["0.01", "0.99", "1e-8", "0.9", "0.0"] if opt == "rmsprop" else
                                      ["0.001", "0.9", "0.999", "1e-8", "0.0", "0.0"])]}
     args = [{"name": "x", "kw": False, "spec": x}, {"name": "labels", "kw": False, "spec": labels},
             {"name": "target", "kw": False, "spec": target},
             {"name": "dropout_seeds", "kw": False, "spec": seeds},
             {"name": "hyper", "kw": False, "spec": hyper},
             {"name": "step", "kw": False, "spec": {"k": "int", "v": g.pick([1, 1, 2, 10])}}]
-    return g.mutate(args, [N, I, K]) if g.chance(0.3) else args
+    return g.mutate(args, [N, K] + in_shape) if g.chance(0.3) else args
 
 
-RECIPES = {"Network": network_recipe}
-METHOD_RECIPES = {("Network", "train_step"): network_step_recipe}
+def spatial_recipe(name: str):
+    """conv_*/maxpool_*/avgpool_* kernels: x (N, C, *S) with one stride/padding/dilation per
+    spatial axis, weights and gradients that fit (then mutated sometimes)."""
+    def make(g: Gen) -> list[dict]:
+        dims = g.pick([1, 2])
+        dtype = g.pick(["float32", "float64"])
+        N, C, O, k = g.pick([1, 2, 3]), g.pick([1, 2, 3]), g.pick([1, 2, 4]), g.pick([1, 2, 3])
+        S = [g.pick([3, 4, 5, 7]) for _ in range(dims)]
+        stride, pad, dil = [g.pick([1, 2])] * dims, [g.pick([0, 1])] * dims, [g.pick([1, 2])] * dims
+        if not name.startswith("conv"):
+            pad = [min(p, k // 2) for p in pad]
+            dil = [1] * dims
+        out = [(s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, st in zip(S, pad, dil, stride)]
+        if min(out) < 1:
+            out, S = [1] * dims, [k * d for d in dil]
+            pad = [0] * dims
+        arr = lambda shape, fill="normal": {"k": "arr", "shape": shape, "dtype": dtype, "layout": "c",  # noqa: E731
+                                            "ro": False, "fill": fill, "seed": int(g.rng.integers(2**31))}
+        ints = lambda v: {"k": "list", "items": [{"k": "int", "v": x} for x in v]}  # noqa: E731
+        pad2 = [p for p in pad for _ in range(2)]  # before and after, per spatial axis
+        x, w, b = arr([N, C] + S), arr([O, C] + [k] * dims), arr([O])
+        if name == "conv_forward" or name == "conv_forward_ref":
+            args = [("x", x), ("w", w), ("b", b), ("stride", ints(stride)), ("padding", ints(pad2)),
+                    ("dilation", ints(dil))]
+        elif name == "conv_backward_ref":
+            args = [("dy", arr([N, O] + out)), ("x", x), ("w", w), ("stride", ints(stride)),
+                    ("padding", ints(pad2)), ("dilation", ints(dil))]
+        elif name.startswith("conv_backward"):
+            args = [("dy", arr([N, O] + out)), ("x", x), ("w", w), ("dw", arr([O, C] + [k] * dims, "zero")),
+                    ("db", arr([O], "zero")), ("stride", ints(stride)), ("padding", ints(pad2)),
+                    ("dilation", ints(dil))]
+        elif name.endswith("_forward"):
+            args = [("x", x), ("kernel_size", ints([k] * dims)), ("stride", ints(stride)), ("padding", ints(pad2))]
+        elif name == "maxpool_backward":
+            idx = {"k": "arr", "shape": [N, C] + out, "dtype": "int32", "layout": "c", "ro": False,
+                   "fill": "int", "seed": int(g.rng.integers(2**31))}
+            args = [("dy", arr([N, C] + out)), ("argmax", idx), ("input_shape", ints([N, C] + S)),
+                    ("kernel_size", ints([k] * dims)), ("stride", ints(stride)), ("padding", ints(pad2))]
+        else:
+            args = [("dy", arr([N, C] + out)), ("input_shape", ints([N, C] + S)),
+                    ("kernel_size", ints([k] * dims)), ("stride", ints(stride)), ("padding", ints(pad2))]
+        spec = [{"name": n, "kw": False, "spec": sp} for n, sp in args]
+        return g.mutate(spec, [N, C, O] + S) if g.chance(0.4) else spec
+    return make
+
+
+def op_info_recipe(g: Gen) -> list[dict]:
+    model = random_model(g)
+    i = int(g.rng.integers(len(model.layers)))
+    layer = model.layers[i]
+    spec = [{"name": "kind", "kw": False, "spec": {"k": "str", "v": layer.op_kind}},
+            {"name": "attrs", "kw": False, "spec": to_spec(layer._op_attrs())},
+            {"name": "in_shape", "kw": False, "spec": to_spec(list(model._in_shapes[i]))}]
+    return g.mutate(spec, [1, 2, 3]) if g.chance(0.4) else spec
+
+
+FUNCTION_RECIPES = {name: spatial_recipe(name) for name in (
+    "conv_forward", "conv_forward_ref", "conv_backward", "conv_backward_ref", "maxpool_forward",
+    "maxpool_backward", "avgpool_forward", "avgpool_backward")}
+FUNCTION_RECIPES["op_info"] = op_info_recipe
+
+
+def _forward_backward_recipe(g: Gen, ctor: list[dict]) -> list[dict] | None:
+    args = network_step_recipe(g, ctor)
+    return None if args is None else args[:4]
+
+
+RECIPES = {"Network": network_recipe, "OpRunner": op_runner_recipe}
+METHOD_RECIPES = {("Network", "train_step"): network_step_recipe,
+                  ("Network", "forward_backward"): _forward_backward_recipe,
+                  ("OpRunner", "forward"): op_runner_call_recipe("forward"),
+                  ("OpRunner", "backward"): op_runner_call_recipe("backward")}
 
 # ---- repair from error messages ---------------------------------------------------------------------
 
@@ -662,7 +789,9 @@ class Worker:
         if t["kind"] == "function":
             fn = getattr(self.core, name)
             sig = g.pick(t["sigs"])
-            _, args = self.call_with_repair(name, fn, sig, g, pool, index, unit)
+            recipe = FUNCTION_RECIPES.get(name)
+            args = recipe(g) if recipe is not None and g.chance(0.6) else None
+            self.call_with_repair(name, fn, sig, g, pool, index, unit, args)
             return
         cls = getattr(self.core, name)
         recipe = RECIPES.get(name)
