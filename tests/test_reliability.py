@@ -467,3 +467,36 @@ def test_ctrl_c_during_fit_leaves_a_model_that_saves_loads_and_continues(tmp_pat
         proc.kill()
     assert proc.returncode == 0, err[-2000:]
     assert "interrupted True True True True" in out, out + err[-2000:]
+
+
+def test_one_model_trained_from_several_threads_errors_instead_of_crashing():
+    # Found while checking the op core: two threads stepping one model with different batch
+    # sizes reallocated the workspace under a running step (a segfault). Now one call at a time
+    # per Network/OpRunner: the others get ValueError; the model stays finite.
+    proc = run_isolated("""
+        import threading
+        import numpy as np
+        import gradstep as gs
+        for use_engine in (True, False):
+            model = gs.Sequential([gs.Dense(64, 256), gs.ReLU(), gs.Dense(256, 10)], seed=0)
+            model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(lr=0.01))
+            model.use_engine = use_engine
+            model.train_step(np.ones((2, 64), np.float32), np.zeros(2, np.int64))
+            errors = []
+            def run(n):
+                rng = np.random.default_rng(n)
+                X, y = rng.standard_normal((n, 64)).astype(np.float32), rng.integers(0, 10, n)
+                for _ in range(20):
+                    try:
+                        model.train_step(X, y)
+                    except ValueError as e:
+                        errors.append(str(e))
+            threads = [threading.Thread(target=run, args=(n,)) for n in (8, 600, 1500, 3000)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert all("in use by another thread" in e for e in errors), errors[:3]
+            print("ok", use_engine, bool(np.isfinite(model.predict(np.ones((2, 64)))).all()))
+    """, timeout=300)
+    assert_clean(proc, "ok True True", "ok False True")

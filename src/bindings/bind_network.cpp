@@ -66,8 +66,11 @@ struct NetworkHandle {
   std::vector<py::array> buffers;  // every op's buffers, in order
   py::object state0, state1;
 
+  std::mutex busy;  // see BusyGuard
+
   template <class F>
   auto visit(F&& f) {
+    BusyGuard guard(busy, "Network");
     if (f64) return f(n64);
     return f(n32);
   }

@@ -127,8 +127,11 @@ struct OpRunner {
   bool f64 = false;
   std::unique_ptr<Runner<float>> r32;
   std::unique_ptr<Runner<double>> r64;
+  std::mutex busy;  // see BusyGuard
+
   template <class F>
   auto visit(F&& f) {
+    BusyGuard guard(busy, "OpRunner");
     if (f64) return f(*r64);
     return f(*r32);
   }
