@@ -16,8 +16,8 @@ The CNN recipes (issue 8) train with the same split, initial weights and batch o
   1000 test signals of length 40; `get_dataset` would download and is never called); the authors'
   CNN: Conv1D 1->25 k5, two Conv1D 25->25 k3, all stride 2 padding 1, ReLU, Dense 125->10;
   Adam lr 1e-2, batch 100, 150 epochs (6000 steps).
-The gradstep side runs a manual layer-by-layer loop (forward, softmax cross-entropy, backward,
-`gs.Adam.step`) until Sequential takes image input on this branch.
+The gradstep side runs `Sequential.train_step` (falling back to a layer-by-layer loop where
+Sequential does not take image input); both give the same bits.
 """
 from __future__ import annotations
 
@@ -105,8 +105,27 @@ def run_cnn(recipe: str, seed: int) -> dict[str, float]:
     layers = getattr(compare_conv, builder)(gs)
     layers[-1] = gs.Dense(layers[-1].in_features, 10, init="xavier", seed=seed)
     tmodel = compare_conv.torch_twin(layers)
-    params = [p for l in layers for p in l.parameters()]
-    opt, loss = gs.Adam(lr=lr), gs.SoftmaxCrossEntropy()
+    shape = X_fit.shape[1:]
+    try:  # the fused step where Sequential takes image input, else a layer-by-layer loop
+        model = gs.Sequential(layers, input_shape=shape)
+        model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=lr))
+        model.forward(X_fit[:2])
+        step, path = model.train_step, "Sequential.train_step"
+    except (TypeError, ValueError):
+        params = [p for l in layers for p in l.parameters()]
+        opt, loss = gs.Adam(lr=lr), gs.SoftmaxCrossEntropy()
+
+        def step(xb, yb):
+            h = xb
+            for l in layers:
+                h = l.forward(h)
+            loss.forward(h, yb)
+            g = loss.backward()
+            for l in reversed(layers):
+                g = l.backward(g)
+            opt.step(params)
+        path = "layer-by-layer loop"
+    print(f"seed {seed}: gradstep trains with {path}", file=sys.stderr)
     topt = torch.optim.Adam(tmodel.parameters(), lr=lr, fused=True)
     orders = [np.random.default_rng([seed, e]).permutation(len(X_fit)) for e in range(epochs)]
 
@@ -114,14 +133,7 @@ def run_cnn(recipe: str, seed: int) -> dict[str, float]:
     for order in orders:
         for i in range(0, len(X_fit), batch):
             idx = order[i:i + batch]
-            h = X_fit[idx]
-            for l in layers:
-                h = l.forward(h)
-            loss.forward(h, y_fit[idx])
-            g = loss.backward()
-            for l in reversed(layers):
-                g = l.backward(g)
-            opt.step(params)
+            step(X_fit[idx], y_fit[idx])
     t_gs = time.perf_counter() - t0
 
     tX, ty = torch.from_numpy(X_fit), torch.from_numpy(y_fit)

@@ -24,7 +24,20 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import machine_line, time_rounds  # noqa: E402
+from compare import machine_line  # noqa: E402
+
+
+def time_rounds(fns: dict, steps: int, repeats: int, clock) -> dict[str, list[float]]:
+    """bench/compare.py's interleaved rounds, with a choice of clock."""
+    times = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(repeats):
+        order = names if r % 2 == 0 else names[::-1]
+        for k in order:
+            t0 = clock()
+            fns[k](steps)
+            times[k].append((clock() - t0) / steps)
+    return times
 
 
 def lenet(gs):
@@ -118,7 +131,7 @@ def gradstep_step(layers, input_shape, path):
     return step, "layers (manual layer-by-layer loop, Python)"
 
 
-def bench_row(builder, input_shape, batch, repeats, path):
+def bench_row(builder, input_shape, batch, repeats, path, clock):
     import torch
     import gradstep as gs
     rng = np.random.default_rng(0)
@@ -153,12 +166,11 @@ def bench_row(builder, input_shape, batch, repeats, path):
 
     run_gs(3)
     run_torch(3)
-    import time
-    t0 = time.perf_counter()
+    t0 = clock()
     run_torch(5)
-    per = (time.perf_counter() - t0) / 5
+    per = (clock() - t0) / 5
     steps = max(3, int(0.04 / max(per, 1e-6)))  # ~40 ms per timed block
-    t = time_rounds({"gradstep": run_gs, "torch": run_torch}, steps, repeats)
+    t = time_rounds({"gradstep": run_gs, "torch": run_torch}, steps, repeats, clock)
     return {k: statistics.median(v) for k, v in t.items()}, used
 
 
@@ -169,20 +181,29 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default=None, help="comma-separated row indices (default: all)")
     p.add_argument("--path", default="auto", choices=["auto", "sequential", "layers"])
     p.add_argument("--out", default=None, help="also write the Markdown table to this file")
+    p.add_argument("--clock", default="wall", choices=["wall", "thread"],
+                   help="wall: time.perf_counter; thread: CPU time of this thread "
+                        "(time.thread_time), immune to a loaded machine's preemption but only "
+                        "meaningful with --threads 1, where both libraries compute in this thread")
     args = p.parse_args(argv)
+    if args.clock == "thread" and args.threads != 1:
+        p.error("--clock thread needs --threads 1")
+    import time
+    clock = time.perf_counter if args.clock == "wall" else time.thread_time
 
     import torch
     import gradstep as gs
     gs.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     lines = [f"Machine: {machine_line(args.threads)}",
-             f"gradstep {gs.__version__}, PyTorch {torch.__version__} (eager, Adam fused=True)", "",
+             f"gradstep {gs.__version__}, PyTorch {torch.__version__} (eager, Adam fused=True), "
+             f"clock: {args.clock}", "",
              "| network | batch | gradstep ms/step | PyTorch ms/step | ratio | target | gradstep path |",
              "|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     rows = ROWS if args.rows is None else [ROWS[int(i)] for i in args.rows.split(",")]
     for name, builder, shape, batch, target in rows:
-        med, used = bench_row(builder, shape, batch, args.repeats, args.path)
+        med, used = bench_row(builder, shape, batch, args.repeats, args.path, clock)
         ratio = med["torch"] / med["gradstep"]
         line = (f"| {name} | {batch} | {med['gradstep'] * 1e3:.3f} | {med['torch'] * 1e3:.3f} | "
                 f"{ratio:.2f}× | {target}× | {used} |")

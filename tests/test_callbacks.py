@@ -327,6 +327,77 @@ def test_early_stopping_restores_after_a_stop_inside_an_epoch(digits):
     assert all(np.all(np.isfinite(v)) for v in model.state_dict().values())
 
 
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_early_stopping_does_not_roll_back_an_interrupted_fit(digits, exc):
+    """Ctrl-C (or any exception) in the middle of fit: the weights stay those trained so far, as
+    in Keras (restoring belongs to a normal end of training); best_state still holds the best."""
+
+    class Interrupt(Callback):
+        def on_batch_end(self, batch, logs=None):
+            if self.model.epochs_done == 6 and batch == 3:
+                self.trained = self.model.state_dict()
+                raise exc("stop")
+
+    model = mlp(lr=0.05)
+    es, stop = EarlyStopping(patience=50), Interrupt()
+    with pytest.raises(exc):
+        overfit(model, digits, [es, stop])
+    assert es.interrupted and es.best_state is not None and es.best_epoch < 6
+    assert_same_state(model.state_dict(), stop.trained)  # not rolled back to the best epoch
+    assert not all(np.array_equal(model.state_dict()[k], v) for k, v in es.best_state.items())
+    # a normal end still restores, and clears the flag
+    model = mlp(lr=0.05)
+    es = EarlyStopping(patience=50)
+    overfit(model, digits, [es], epochs=8)
+    assert not es.interrupted
+    assert_same_state(model.state_dict(), es.best_state)
+
+
+def test_reduce_lr_on_plateau_follows_keras_rules():
+    from gradstep.callbacks import ReduceLROnPlateau
+
+    class Opt:
+        lr = 1.0
+
+    class Model:
+        optimizer = Opt()
+
+    cb = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, cooldown=1, min_lr=0.2)
+    cb.set_model(Model())
+    cb.on_train_begin({})
+    values = [1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    lrs = []
+    for epoch, v in enumerate(values):
+        cb.on_epoch_end(epoch, {"val_loss": v})
+        lrs.append(Model.optimizer.lr)
+    # Keras's counting: no improvement from epoch 2, reduce at 3 (patience 2); the cooldown epoch 4
+    # resets the count and then counts, so the next reductions come at 5 and 7 (floored at min_lr);
+    # at min_lr nothing more happens
+    assert lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2, 0.2]
+    assert cb.reductions == [(3, 0.5), (5, 0.25), (7, 0.2)]
+    # min_delta: an improvement smaller than it does not count
+    cb = ReduceLROnPlateau(patience=1, min_delta=0.1)
+    Model.optimizer.lr = 1.0
+    cb.set_model(Model())
+    cb.on_train_begin({})
+    for epoch, v in enumerate([1.0, 0.95, 0.8]):
+        cb.on_epoch_end(epoch, {"val_loss": v})
+    assert cb.reductions == [(1, 0.1)]
+
+
+def test_reduce_lr_on_plateau_in_fit(digits):
+    from gradstep.callbacks import ReduceLROnPlateau
+
+    model = mlp(lr=0.05)
+    cb = ReduceLROnPlateau(patience=1, factor=0.5)
+    h = overfit(model, digits, [cb], epochs=12)  # the validation loss turns up: the rate halves
+    assert cb.reductions and h.history["lr"][0] == 0.05
+    first = cb.reductions[0][0]
+    assert h.history["lr"][first + 1] == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="factor"):
+        ReduceLROnPlateau(factor=1.0)
+
+
 def test_model_checkpoint_saves_improving_epochs(tmp_path, digits):
     _, _, Xv, yv = digits
     model = mlp(lr=0.05)
@@ -475,19 +546,26 @@ def _read_scalars(path):
     return scalars
 
 
-def test_tensorboard_writes_event_files(tmp_path):
+def test_tensorboard_puts_train_and_validation_on_one_chart(tmp_path):
+    # Keras's layout: logdir/train and logdir/validation hold the same tags, which TensorBoard draws
+    # as two curves on one chart (before: "loss" and "val_loss" were two separate charts)
     pytest.importorskip("tensorboardX")
     import gradstep as gs
     X, y = gs.datasets.load_digits()
     model = gs.Sequential([gs.Dense(64, 16), gs.ReLU(), gs.Dense(16, 10)], seed=0)
     model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-2), metrics=["accuracy"])
-    h = model.fit(X[:200] / 16, y[:200], epochs=2, verbose=0, callbacks=[gs.callbacks.TensorBoard(tmp_path / "tb")])
-    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
-    assert len(events) == 1
-    scalars = _read_scalars(events[0])
-    assert {"loss", "accuracy", "lr"} <= set(scalars)
-    assert [step for step, _ in scalars["loss"]] == [0, 1]
-    assert [v for _, v in scalars["loss"]] == pytest.approx(h.history["loss"], rel=1e-6)
+    h = model.fit(X[:200] / 16, y[:200], epochs=2, verbose=0, validation_split=0.25,
+                  callbacks=[gs.callbacks.TensorBoard(tmp_path / "tb")])
+    runs = {}
+    for run in ("train", "validation"):
+        (event,) = (tmp_path / "tb" / run).glob("events.out.tfevents.*")
+        runs[run] = _read_scalars(event)
+    assert set(runs["train"]) == {"loss", "accuracy", "lr"}
+    assert set(runs["validation"]) == {"loss", "accuracy"}
+    assert [step for step, _ in runs["train"]["loss"]] == [0, 1]
+    assert [v for _, v in runs["train"]["loss"]] == pytest.approx(h.history["loss"], rel=1e-6)
+    assert [v for _, v in runs["validation"]["loss"]] == pytest.approx(h.history["val_loss"], rel=1e-6)
+    assert [v for _, v in runs["validation"]["accuracy"]] == pytest.approx(h.history["val_accuracy"], rel=1e-6)
 
 
 def test_tensorboard_needs_a_path():

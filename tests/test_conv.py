@@ -185,6 +185,30 @@ def test_conv_forward_rejects(kw, exc, words):
         _core.conv_forward(a["x"], a["w"], a["b"], a["stride"], a["padding"], a["dilation"])
 
 
+def test_conv_workspace_argument(rng):
+    x, w, b = _data(CASES[5], "float32", rng)
+    _, _, s, p, d = CASES[5]
+    need = _core.conv_workspace_elems(x, w, s, p, d)
+    assert need > 0
+    ws = np.full(need + 5, np.nan, np.float32)  # garbage in the scratch must not matter
+    np.testing.assert_array_equal(_core.conv_forward(x, w, b, s, p, d, ws=ws),
+                                  _core.conv_forward(x, w, b, s, p, d))
+    dy = rng.standard_normal(conv_forward(x, w, b, s, p, d).shape).astype(np.float32)
+    dw1, dw2 = np.empty_like(w), np.empty_like(w)
+    dx1 = _core.conv_backward(dy, x, w, dw1, None, s, p, d, ws=ws)
+    dx2 = _core.conv_backward(dy, x, w, dw2, None, s, p, d)
+    np.testing.assert_array_equal(dx1, dx2)
+    np.testing.assert_array_equal(dw1, dw2)
+    with pytest.raises(ValueError, match="ws must have at least"):
+        _core.conv_forward(x, w, b, s, p, d, ws=np.empty(need - 1, np.float32))
+    with pytest.raises(TypeError, match="ws"):
+        _core.conv_forward(x, w, b, s, p, d, ws=np.empty(need, np.float64))
+    ro = np.empty(need, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="ws must be writable"):
+        _core.conv_backward(dy, x, w, dw1, None, s, p, d, ws=ro)
+
+
 def test_conv_forward_rejects_non_integer_geometry():
     a = _args()
     with pytest.raises(TypeError):

@@ -237,7 +237,8 @@ def test_fit_needs_compile():
 
 def test_compile_rejects_unknown_names():
     with pytest.raises(ValueError, match="metric"):
-        mlp().compile(gs.SoftmaxCrossEntropy(), "adam", metrics=["f1"])
+        # "f2", not "f1": "f1" became a metric (issue 9)
+        mlp().compile(gs.SoftmaxCrossEntropy(), "adam", metrics=["f2"])
 
 
 def test_state_dict_roundtrip_and_strictness():
@@ -270,3 +271,29 @@ def test_accuracy_of_a_multi_label_bce_model_counts_each_output(rng):
     Y = np.array([[1, 0, 1], [1, 1, 1], [0, 0, 0], [1, 0, 0]], float)
     assert model.evaluate(X, Y)["accuracy"] == pytest.approx(np.mean(Y == [1, 0, 1]))
     np.testing.assert_array_equal(model.predict_classes(X), np.tile([1, 0, 1], (4, 1)))
+
+
+def test_initial_epoch_resumes_like_one_run(digits):
+    # Keras's initial_epoch: fit(epochs=6, initial_epoch=3) runs epochs 3, 4, 5; with the model's
+    # state carried over it continues exactly as one uninterrupted 6-epoch run
+    X, y = digits[0][:300], digits[1][:300]
+    whole = mlp(seed=1).compile(gs.SoftmaxCrossEntropy(), gs.SGD(0.05, momentum=0.9))
+    h_whole = whole.fit(X, y, epochs=6, verbose=0, seed=5)
+    part = mlp(seed=1).compile(gs.SoftmaxCrossEntropy(), gs.SGD(0.05, momentum=0.9))
+    part.fit(X, y, epochs=3, verbose=0, seed=5)
+    part.epochs_done = 0  # e.g. a model loaded from a file that did not record its epoch count
+    h_rest = part.fit(X, y, epochs=6, initial_epoch=3, verbose=0, seed=5)
+    assert h_rest.epoch == [3, 4, 5] and part.epochs_done == 6
+    assert h_rest.history["loss"] == h_whole.history["loss"][3:]
+    np.testing.assert_array_equal(part.predict(X), whole.predict(X))
+    with pytest.raises(ValueError, match="initial_epoch"):
+        part.fit(X, y, epochs=3, initial_epoch=3, verbose=0)
+    with pytest.raises(ValueError, match="initial_epoch"):
+        part.fit(X, y, epochs=3, initial_epoch=-1, verbose=0)
+
+
+def test_calling_the_model_predicts(digits):
+    X = digits[0][:50]
+    model = mlp()
+    np.testing.assert_array_equal(model(X), model.predict(X))
+    np.testing.assert_array_equal(model(X, batch_size=7), model.predict(X, batch_size=7))

@@ -74,13 +74,19 @@ def test_gradients_plot(trained, tmp_path):
     fig = gs.plot.gradients(monitor, tmp_path / "g.png")
     try:
         assert _is_png(tmp_path / "g.png")
-        ax_g, ax_u = fig.axes
+        ax_g, ax_r, ax_u = fig.axes
         assert ax_g.get_yscale() == "log"
         labels = [line.get_label() for line in ax_g.get_lines()]
         assert labels == ["0.Dense", "2.Dense", "4.Dense"]
         line = ax_g.get_lines()[0]
         np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3, 4])
         np.testing.assert_allclose(line.get_ydata(), monitor.series("0.Dense", "grad_norm"))
+        # the update ratio, per layer, with the healthy 1e-3 marked
+        assert ax_r.get_yscale() == "log" and "update" in ax_r.get_title()
+        lines = {line.get_label(): line for line in ax_r.get_lines()}
+        assert {"0.Dense", "2.Dense", "4.Dense"} <= set(lines)
+        np.testing.assert_allclose(lines["2.Dense"].get_ydata(), monitor.series("2.Dense", "update_ratio"))
+        assert list(lines["~1e-3 healthy"].get_ydata()) == [1e-3, 1e-3]
         labels = [line.get_label() for line in ax_u.get_lines()]
         assert labels == ["1.ReLU dead units", "3.Tanh saturated"]
         np.testing.assert_allclose(ax_u.get_lines()[1].get_ydata(), monitor.series("3.Tanh", "saturated"))
@@ -98,11 +104,38 @@ def test_gradients_plot_without_activation_layers_and_zero_norms(tmp_path):
     monitor.records[0]["layers"]["0.Dense"]["grad_norm"] = 0.0  # cannot sit on a log axis: a gap
     fig = gs.plot.gradients(monitor, tmp_path / "g.png")
     try:
-        ax_g, ax_u = fig.axes
+        ax_g, _, ax_u = fig.axes
         assert math.isnan(ax_g.get_lines()[0].get_ydata()[0])
         assert ax_u.get_lines() == [] and "no ReLU" in ax_u.texts[0].get_text()
     finally:
         plt.close(fig)
+
+
+def _tick_values(ax):
+    lo, hi = ax.get_xlim()
+    return [t for t in ax.get_xticks() if lo <= t <= hi]
+
+
+def test_every_epoch_axis_has_integer_ticks_also_for_one_epoch(tmp_path):
+    # issue 9 item 10: a 1-epoch run drew an axis of 0.96, 0.98, 1.00, ... around its one point
+    X, y = gs.datasets.load_digits()
+    X = gs.datasets.standardize(X[:200])
+    for epochs in (1, 3):
+        model = gs.Sequential([gs.Dense(64, 16), gs.ReLU(), gs.Dense(16, 10)], seed=0)
+        model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(1e-3), metrics=["accuracy"])
+        monitor = D.GradientMonitor()
+        history = model.fit(X, y[:200], epochs=epochs, validation_split=0.2, callbacks=[monitor], verbose=0)
+        for fig in (gs.plot.history(history), gs.plot.gradients(monitor)):
+            try:
+                fig.canvas.draw()
+                for ax in fig.axes:
+                    ticks = _tick_values(ax)
+                    assert ticks and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
+                    assert ax.get_xlabel() == "epoch"
+                    if epochs == 1:
+                        assert ax.get_xlim() == (0.0, 2.0) and 1.0 in ticks
+            finally:
+                plt.close(fig)
 
 
 def test_plot_errors():

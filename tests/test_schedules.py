@@ -94,3 +94,26 @@ def test_schedules_are_callbacks():
     assert isinstance(s, gs.callbacks.Callback)
     with pytest.raises(RuntimeError, match="set_model"):
         s.on_epoch_begin(0)
+
+
+def test_linear_warmup_then_a_decay():
+    from gradstep.schedules import LinearWarmup
+
+    decay = CosineDecay(0.1, epochs=10)
+    w = LinearWarmup(decay, epochs=4, start_factor=0.1)
+    lrs = [w(e) for e in range(16)]
+    # PyTorch's LinearLR: base * (start + (1 - start) * e / epochs) during the warm-up
+    np.testing.assert_allclose(lrs[:4], [0.1 * (0.1 + 0.9 * e / 4) for e in range(4)])
+    np.testing.assert_allclose(lrs[4:], [decay(e) for e in range(12)])  # then the decay from its epoch 0
+    assert all(a < b for a, b in zip(lrs[:5], lrs[1:5]))
+    fixed = LinearWarmup(0.01, epochs=2, start_factor=0.5)
+    assert [fixed(e) for e in range(4)] == pytest.approx([0.005, 0.0075, 0.01, 0.01])
+    # a callback in fit like the others: the optimizer follows it epoch by epoch
+    X = np.random.default_rng(0).standard_normal((64, 3))
+    model = gs.Sequential([gs.Dense(3, 1)], seed=0).compile(gs.MSE(), gs.SGD(1.0))
+    h = model.fit(X, X[:, :1], epochs=6, verbose=0, callbacks=[w])
+    assert h.history["lr"] == pytest.approx(lrs[:6])
+    with pytest.raises(TypeError, match="then"):
+        LinearWarmup("fast", 3)
+    with pytest.raises(ValueError, match="epochs"):
+        LinearWarmup(decay, 0)

@@ -36,6 +36,8 @@ from . import preprocessing  # noqa: E402
 from .preprocessing import Standardize  # noqa: E402
 from .model import History, Sequential  # noqa: E402
 from .io import load  # noqa: E402
+from . import cuda  # noqa: E402  (never imports the CUDA module itself: see gradstep.cuda)
+from .cuda import CudaError  # noqa: E402
 from .autoencoder import Autoencoder  # noqa: E402
 from . import pretrain  # noqa: E402
 
@@ -44,7 +46,7 @@ __version__ = "0.1.0"
 __all__ = ["Parameter", "init", "layers", "losses", "optim", "schedules", "callbacks", "datasets",
            "diagnostics", "metrics", "plot", "search", "sklearn", "Sequential", "History", "load",
            "preprocessing", "Standardize",
-           "seed", "get_num_threads", "set_num_threads", "Autoencoder", "pretrain"]
+           "seed", "get_num_threads", "set_num_threads", "Autoencoder", "pretrain", "cuda", "CudaError"]
 __all__ += layers.__all__ + losses.__all__ + optim.__all__
 
 

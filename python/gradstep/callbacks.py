@@ -3,7 +3,7 @@
 `fit` calls, in order: `set_model(model)`, `on_train_begin({})`, then for every epoch
 `on_epoch_begin(epoch, {})`, `on_batch_end(batch, {"loss": float, "size": n})` after each
 mini-batch and `on_epoch_end(epoch, logs)` with `logs` holding "loss", "val_loss" (with
-validation data), every metric and its "val_" twin, and "lr"; finally `on_train_end({})`.
+validation data), every metric and its "val_" twin, and "lr"; finally `on_train_end({})` (`{"interrupted": True}` when an exception such as KeyboardInterrupt ended fit).
 Epoch and batch indices are 0-based. Setting `model.stop_training = True` in `on_epoch_end` stops
 `fit` after that epoch, in `on_batch_end` right after that batch.
 """
@@ -23,45 +23,13 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import _checks
+from ._callback import Callback
+from .diagnostics.monitor import GradientMonitor
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN", "CSVLogger",
-           "LearningRateScheduler", "TensorBoard", "GradientMonitor"]
+           "LearningRateScheduler", "ReduceLROnPlateau", "TensorBoard", "GradientMonitor"]
 
 _MODES = ("auto", "min", "max")
-
-
-class Callback:
-    """Base class: every hook is a no-op; subclasses override the ones they need."""
-
-    model: Any = None
-
-    def set_model(self, model: Any) -> None:
-        """Remember the model being trained (as `self.model`)."""
-        self.model = model
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        """Before the first epoch."""
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        """Before epoch `epoch` (0-based)."""
-
-    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        """After mini-batch `batch` (0-based within the epoch); logs has "loss" and "size"."""
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """After epoch `epoch`; logs has "loss", "val_loss", metrics, "val_" metrics and "lr"."""
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        """After the last epoch (also after an early stop)."""
-
-    def _require_model(self, what: str) -> Any:
-        if self.model is None:
-            raise RuntimeError(f"{type(self).__name__}: {what} needs a model; "
-                               f"call set_model(model) first (fit does)")
-        return self.model
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 # ---- shared argument checks --------------------------------------------------------------------
@@ -125,7 +93,9 @@ class EarlyStopping(Callback):
     """Stop training when `monitor` has not improved by more than `min_delta` for `patience` epochs.
 
     With `restore_best`, a deep copy of `model.state_dict()` is kept from the best epoch and loaded
-    back when training ends (also when it ran all its epochs or another callback stopped it).
+    back when training ends (also when it ran all its epochs or another callback stopped it), but
+    not when fit is interrupted by an exception such as KeyboardInterrupt (then `interrupted` is
+    True and `best_state` still holds the best weights).
     After training: `best` (the best value), `best_epoch` (0-based; None if no epoch produced a
     comparable value) and `stopped_epoch` (the epoch that stopped training, None if none did).
     `mode="auto"` maximizes names containing "acc" and minimizes everything else.
@@ -152,6 +122,7 @@ class EarlyStopping(Callback):
         self.stopped_epoch: int | None = None
         self.wait = 0
         self.best_state: dict[str, np.ndarray] | None = None
+        self.interrupted = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._reset()
@@ -170,8 +141,13 @@ class EarlyStopping(Callback):
             self._require_model("stopping").stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        # Always restore, even when the last finished epoch was the best: a stop inside an epoch
-        # (TerminateOnNaN after a batch) leaves weights changed since that epoch ended.
+        # Always restore when training ends normally, even when the last finished epoch was the
+        # best: a stop inside an epoch (TerminateOnNaN after a batch) leaves weights changed since
+        # that epoch ended. Not when fit was interrupted (Ctrl-C, an exception): as in Keras, the
+        # weights stay those trained so far (`best_state` keeps the best ones for the user).
+        self.interrupted = bool((logs or {}).get("interrupted"))
+        if self.interrupted:
+            return
         if self.restore_best and self.best_state is not None:
             self._require_model("restore_best").load_state_dict(copy.deepcopy(self.best_state))
 
@@ -398,6 +374,68 @@ class LearningRateScheduler(Callback):
         return f"LearningRateScheduler(schedule={self.schedule!r})"
 
 
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by `factor` when `monitor` has not improved by more than
+    `min_delta` for `patience` epochs (Keras's callback, its defaults): then wait `cooldown` epochs
+    before counting again; never go below `min_lr`. `mode="auto"` maximizes names containing
+    "acc". `reductions` lists (epoch, new lr) for each reduction; `verbose=1` prints them."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0, mode: str = "auto",
+                 verbose: int = 0) -> None:
+        self.monitor = _check_str(monitor, "ReduceLROnPlateau: monitor")
+        self.factor = _checks.check_float(factor, "ReduceLROnPlateau: factor", 0.0, 1.0,
+                                          min_inclusive=False, max_inclusive=False)
+        self.patience = _checks.check_int(patience, "ReduceLROnPlateau: patience", 0)
+        self.min_delta = _checks.check_float(min_delta, "ReduceLROnPlateau: min_delta", 0.0)
+        self.cooldown = _checks.check_int(cooldown, "ReduceLROnPlateau: cooldown", 0)
+        self.min_lr = _checks.check_float(min_lr, "ReduceLROnPlateau: min_lr", 0.0)
+        _check_mode(mode, self.monitor, "ReduceLROnPlateau")
+        self.mode = mode
+        self.verbose = _checks.check_int(verbose, "ReduceLROnPlateau: verbose", 0)
+        self._reset()
+
+    def _reset(self) -> None:
+        direction = _check_mode(self.mode, self.monitor, "ReduceLROnPlateau")
+        self.best = math.inf if direction == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_left = 0
+        self.reductions: list[tuple[int, float]] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._reset()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        direction = _check_mode(self.mode, self.monitor, "ReduceLROnPlateau")
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if _improved(value, self.best, direction, self.min_delta):
+            self.best, self.wait = value, 0
+            return
+        if self.cooldown_left > 0:
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            optimizer = _optimizer_of(self._require_model("reducing the learning rate"), self)
+            old = float(optimizer.lr)
+            new = max(old * self.factor, self.min_lr)
+            if new < old:
+                optimizer.lr = new
+                self.reductions.append((epoch, new))
+                if self.verbose:
+                    print(f"ReduceLROnPlateau: epoch {epoch + 1}: {self.monitor} did not improve for "
+                          f"{self.wait} epochs; learning rate {old:.3g} -> {new:.3g}")
+                self.cooldown_left = self.cooldown
+                self.wait = 0
+
+    def __repr__(self) -> str:
+        return (f"ReduceLROnPlateau(monitor={self.monitor!r}, factor={self.factor}, patience={self.patience}, "
+                f"min_delta={self.min_delta}, cooldown={self.cooldown}, min_lr={self.min_lr}, "
+                f"mode={self.mode!r})")
+
+
 def _takes_lr(schedule: Callable[..., Any]) -> bool:
     """True for `(epoch, lr) -> lr`, False for `epoch -> lr`."""
     try:
@@ -424,7 +462,10 @@ def _optimizer_of(model: Any, owner: Callback) -> Any:
 
 
 class TensorBoard(Callback):
-    """Writes every epoch's logs (loss, val_loss, metrics, lr) as TensorBoard scalars under `logdir`.
+    """Writes every epoch's logs as TensorBoard scalars under `logdir`, as Keras lays them out: the
+    training values in `logdir/train`, the validation values (the "val_" logs) in
+    `logdir/validation`, under the same tag ("loss", "accuracy", ...), so that TensorBoard draws
+    training and validation on one chart; "lr" goes with the training run.
 
     Needs tensorboardX (`pip install tensorboardX`); without it the constructor raises ImportError
     saying so. View with `tensorboard --logdir <logdir>`.
@@ -441,32 +482,25 @@ class TensorBoard(Callback):
                               "`pip install tensorboardX`") from None
         self.logdir = os.fspath(logdir)
         self._writer_class = SummaryWriter
-        self._writer: Any = None
+        self._writers: dict[str, Any] = {}
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        if self._writer is None:
-            self._writer = self._writer_class(self.logdir)
+    def _writer(self, run: str) -> Any:
+        if run not in self._writers:
+            self._writers[run] = self._writer_class(os.path.join(self.logdir, run))
+        return self._writers[run]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self._writer is None:
-            self.on_train_begin()
         for key, value in (logs or {}).items():
             if isinstance(value, numbers.Real):
-                self._writer.add_scalar(key, float(value), epoch)
-        self._writer.flush()
+                run, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+                self._writer(run).add_scalar(tag, float(value), epoch)
+        for writer in self._writers.values():
+            writer.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
 
     def __repr__(self) -> str:
         return f"TensorBoard(logdir={self.logdir!r})"
-
-
-def __getattr__(name: str):
-    # GradientMonitor lives in gradstep.diagnostics (which imports this module): served lazily.
-    if name == "GradientMonitor":
-        from .diagnostics import GradientMonitor
-        return GradientMonitor
-    raise AttributeError(f"module 'gradstep.callbacks' has no attribute {name!r}")

@@ -36,6 +36,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .metrics import CustomMetric
+
 FORMAT_VERSION = 1
 _MAGIC_KEY = "gradstep"
 _TMP_INFIX = ".gradstep-tmp."
@@ -97,7 +99,8 @@ def _contents(model: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         compiled = {
             "loss": {"class": type(model.loss).__name__, "config": model.loss.get_config()},
             "optimizer": {"class": type(model.optimizer).__name__, "config": model.optimizer.get_config()},
-            "metrics": list(model.metrics),
+            # a callable metric (metrics.CustomMetric) is code, not data: the file keeps the built-in ones
+            "metrics": [str(m) for m in model.metrics if not isinstance(m, CustomMetric)],
         }
         optimizer_meta, arrays = _split_optimizer_state(model.optimizer.state_dict())
         tensors.update({f"optim.{k}": v for k, v in arrays.items()})

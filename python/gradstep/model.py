@@ -111,6 +111,11 @@ class Sequential:
         self.use_engine = True
         self._engine: Any = None
         self._last_output: np.ndarray | None = None
+        # "cpu", or "cuda:<index>" after to("cuda"): then the CUDA engine (gradstep.cuda) holds the
+        # newest parameters on the device, and _host_stale says the host arrays lag behind.
+        self.device = "cpu"
+        self._device_engine: Any = None
+        self._host_stale = False
 
     # ---- construction -------------------------------------------------------------------------
     def add(self, layer: Layer) -> "Sequential":
@@ -200,9 +205,6 @@ class Sequential:
         if self.input_shape is None or self.arena is None:
             self._build(tuple(int(d) for d in shape))
 
-    def _check_sizes(self) -> None:
-        self._build()
-
     def _build_arena(self) -> None:
         if building_shapes_only():
             return  # gs.load checks the shapes against its file first, then calls this itself
@@ -238,6 +240,7 @@ class Sequential:
 
     def _state_views(self) -> dict[str, np.ndarray]:
         """Live views of every parameter and buffer, keyed as in `state_dict`."""
+        self._sync_host()
         return {f"{i}.{name}": value for i, layer in enumerate(self.layers)
                 for name, value in {**layer.params, **layer.buffers}.items()}
 
@@ -261,6 +264,8 @@ class Sequential:
             checked[key] = value
         for key, value in checked.items():  # all checked before anything is written
             views[key][...] = value
+        if self._device_engine is not None:
+            self._device_engine.push()
 
     # ---- compile ------------------------------------------------------------------------------
     def compile(self, loss: Any, optimizer: Any = "adam", metrics: Any = None) -> "Sequential":
@@ -268,7 +273,43 @@ class Sequential:
         self.optimizer = _optim.get(optimizer)
         self.metrics = _metrics.check_metrics(metrics)
         self._engine = None
+        self._sync_host()
+        self._device_engine = None  # rebuilt for the new loss and optimizer on the next step
         return self
+
+    # ---- devices ------------------------------------------------------------------------------
+    def to(self, device: Any) -> "Sequential":
+        """Move the model to "cpu", "cuda" or "cuda:<index>": parameters, optimizer state and
+        BatchNorm statistics. Training then runs there; predict, evaluate, state_dict and save
+        read the newest values back. Returns the model. Raises gs.CudaError without a usable GPU."""
+        from . import cuda as _cuda
+        kind, index = _cuda.parse_device(device)
+        if kind == "cuda":
+            _cuda.check_model(self, index)
+        self._sync_host()
+        self._device_engine = None
+        self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
+        return self
+
+    def _sync_host(self) -> None:
+        """Bring the device's newest values into the host arrays (a no-op on the CPU)."""
+        if self._host_stale and self._device_engine is not None:
+            self._device_engine.pull()
+        self._host_stale = False
+
+    def _not_on_device(self, what: str) -> None:
+        if self.device != "cpu":
+            raise ValueError(f"{what}: the split step runs on the CPU (data parallelism all-reduces "
+                             f"host buffers); the model is on {self.device}: model.to('cpu') first")
+
+    def _on_device(self) -> Any:
+        """The CUDA engine of a model on a GPU, built on first use."""
+        from . import cuda as _cuda
+        engine = self._device_engine
+        if engine is None or not engine.usable():
+            self._sync_host()
+            engine = self._device_engine = _cuda.Engine(self, int(self.device.split(":")[1]))
+        return engine
 
     def _require_compiled(self, what: str) -> None:
         if self.loss is None or self.optimizer is None:
@@ -276,6 +317,7 @@ class Sequential:
 
     # ---- forward / backward -------------------------------------------------------------------
     def forward(self, x: Any, training: bool = False) -> np.ndarray:
+        self._sync_host()
         self._settle(x)
         for layer in self.layers:
             x = layer.forward(x, training=training)
@@ -320,6 +362,11 @@ class Sequential:
         _checks.check_finite(xb, "train_step: xb")
         _checks.check_finite(yb, "train_step: yb")
         self._settle(xb)
+        if self.device != "cpu":
+            self._last_output = None
+            value = self._on_device().step(xb, yb)
+            self._host_stale = True
+            return value
         engine = self._get_engine()
         if engine:
             self._last_output = None
@@ -334,6 +381,7 @@ class Sequential:
         view of it). `update()` is the second half; data parallelism all-reduces the gradient
         buffer between them."""
         self._require_compiled("forward_backward")
+        self._not_on_device("forward_backward")
         self._settle(xb)
         engine = self._get_engine()
         if engine:
@@ -345,6 +393,7 @@ class Sequential:
         """The second half of `train_step`: the optimizer's update from the gradients in
         `arena.grads`, as they are now."""
         self._require_compiled("update")
+        self._not_on_device("update")
         if self.arena is None:
             raise ValueError("update: the model is not built yet (run forward_backward first)")
         engine = self._get_engine()
@@ -368,7 +417,8 @@ class Sequential:
     def _train_output(self) -> np.ndarray:
         """The outputs of the last train_step's forward (for the training metrics)."""
         if self._last_output is None:
-            self._last_output = self._engine.output()
+            engine = self._device_engine if self.device != "cpu" else self._engine
+            self._last_output = engine.output()
         return self._last_output
 
     # ---- data checks --------------------------------------------------------------------------
@@ -437,10 +487,19 @@ class Sequential:
     # ---- training loop ------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_data: Any = None,
             validation_split: float = 0.0, shuffle: bool = True, callbacks: Any = None, verbose: int = 1,
-            seed: int | None = None) -> History:
-        """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept)."""
+            seed: int | None = None, initial_epoch: int | None = None) -> History:
+        """Train for `epochs` epochs of shuffled mini-batches (the last partial batch kept).
+
+        With `initial_epoch` (Keras's meaning) training resumes at that epoch index and runs up to
+        epoch `epochs` (so `epochs - initial_epoch` epochs): epoch numbers, schedules and the
+        per-epoch shuffling continue as in one uninterrupted run."""
         self._require_compiled("fit")
         epochs = _checks.check_int(epochs, "fit: epochs", 1)
+        if initial_epoch is not None:
+            initial_epoch = _checks.check_int(initial_epoch, "fit: initial_epoch", 0)
+            if initial_epoch >= epochs:
+                raise ValueError(f"fit: initial_epoch ({initial_epoch}) must be below epochs ({epochs}), the "
+                                 "index of the epoch to stop at")
         batch_size = _checks.check_int(batch_size, "fit: batch_size", 1)
         validation_split = _checks.check_float(validation_split, "fit: validation_split", 0.0, 1.0,
                                                max_inclusive=False)
@@ -462,6 +521,8 @@ class Sequential:
             X, y = X[:-n_val], y[:-n_val]
         callbacks = self._check_callbacks(callbacks)
 
+        if initial_epoch is not None:
+            self.epochs_done, epochs = initial_epoch, epochs - initial_epoch
         history = History()
         history.params = {"epochs": epochs, "batch_size": batch_size, "samples": X.shape[0]}
         self.history = history
@@ -479,7 +540,10 @@ class Sequential:
         # Mini-batches are gathered into buffers made once per fit: a step allocates nothing.
         xbuf = np.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
         ybuf = np.empty((min(batch_size, n),) + y.shape[1:], y.dtype)
+        # On a GPU the training set is copied to the device once and each batch gathered there.
+        device_data = self._on_device().upload(X, y) if self.device != "cpu" else None
         progress = _progress_factory(verbose)
+        ended_normally = False
         sigint = _interrupt.deferred()
         interrupt = sigint.__enter__()
         try:
@@ -491,31 +555,35 @@ class Sequential:
                 self._seed_dropout(rng)
                 order = rng.permutation(n) if shuffle else None
                 sums = {"loss": 0.0}
-                counts = {m: 0 for m in self.metrics}
-                msums = {m: 0.0 for m in self.metrics}
+                tracker = _metrics.Tracker(self.metrics, self.loss)
                 bar = progress(n_batches, f"Epoch {epoch + 1}/{self.epochs_done - e + epochs}")
                 stopped_in_batch = False
                 for b in range(n_batches):
                     lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
-                    if shuffle:
+                    if device_data is not None:
+                        idx = order[lo:hi] if shuffle else np.arange(lo, hi)
+                        yb = y[idx]
+                        self._last_output = None
+                        value = self._device_engine.step_indices(device_data, idx)
+                        self._host_stale = True
+                    elif shuffle:
                         idx = order[lo:hi]
                         xb, yb = xbuf[:hi - lo], ybuf[:hi - lo]
                         np.take(X, idx, axis=0, out=xb)
                         np.take(y, idx, axis=0, out=yb)
+                        value = self.train_step(xb, yb)
                     else:
                         xb, yb = X[lo:hi], y[lo:hi]
-                    value = self.train_step(xb, yb)
-                    sums["loss"] += value * xb.shape[0]
-                    for m in self.metrics:
-                        s, c = _metrics.batch_sums(m, self._train_output(), yb, self.loss)
-                        msums[m] += s
-                        counts[m] += c
+                        value = self.train_step(xb, yb)
+                    sums["loss"] += value * (hi - lo)
+                    if self.metrics:
+                        tracker.update(self._train_output(), yb)
                     if bar is not None:
                         bar.update(1)
                         if b % 8 == 0 or b == n_batches - 1:
                             bar.set_postfix_str(f"loss={sums['loss'] / min(n, (b + 1) * batch_size):.4f}", refresh=False)
                     for cb in callbacks:
-                        cb.on_batch_end(b, {"loss": value, "size": xb.shape[0]})
+                        cb.on_batch_end(b, {"loss": value, "size": hi - lo})
                     if interrupt.requested:  # Ctrl-C: this batch is done; the epoch is not
                         if bar is not None:
                             bar.close()
@@ -526,9 +594,7 @@ class Sequential:
                         stopped_in_batch = True
                         break
                 seen = n if not stopped_in_batch else min(n, (b + 1) * batch_size)
-                logs = {"loss": sums["loss"] / seen}
-                for m in self.metrics:
-                    logs[m] = msums[m] / max(counts[m], 1)
+                logs = {"loss": sums["loss"] / seen, **tracker.results()}
                 if val is not None:
                     for k, v in self._evaluate_arrays(*val, batch_size=max(batch_size, 256)).items():
                         logs["val_" + k] = v
@@ -542,10 +608,13 @@ class Sequential:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
+            ended_normally = True
         finally:
             sigint.__exit__(None, None, None)
+            # An exception (Ctrl-C included) still ends the callbacks (files closed), flagged so
+            # that none acts as on a finished run (EarlyStopping does not roll weights back).
             for cb in callbacks:
-                cb.on_train_end({})
+                cb.on_train_end({} if ended_normally else {"interrupted": True})
         return history
 
     def _resolve_seed(self, seed: int | None) -> int:
@@ -586,20 +655,18 @@ class Sequential:
     def _evaluate_arrays(self, X: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
         n = X.shape[0]
         total = 0.0
-        msums = {m: 0.0 for m in self.metrics}
-        counts = {m: 0 for m in self.metrics}
+        tracker = _metrics.Tracker(self.metrics, self.loss)
         for start in range(0, n, batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             out = self.forward(xb, training=False)
             total += self.loss.forward(out, yb) * xb.shape[0]
-            for m in self.metrics:
-                s, c = _metrics.batch_sums(m, out, yb, self.loss)
-                msums[m] += s
-                counts[m] += c
-        result = {"loss": total / n + self.penalty()}
-        for m in self.metrics:
-            result[m] = msums[m] / max(counts[m], 1)
-        return result
+            if self.metrics:
+                tracker.update(out, yb)
+        return {"loss": total / n + self.penalty(), **tracker.results()}
+
+    def __call__(self, X: Any, batch_size: int = 256) -> np.ndarray:
+        """`model(X)` is `model.predict(X)` (as Keras's)."""
+        return self.predict(X, batch_size=batch_size)
 
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs in evaluation mode (logits for a model trained with a fused loss)."""

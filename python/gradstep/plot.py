@@ -3,8 +3,12 @@
 
 - `history(history)`: loss and metric curves per epoch, training and validation;
 - `lr_find(result)`: the learning-rate finder's loss against the learning rate, suggestion marked;
-- `gradients(monitor)`: a GradientMonitor's per-layer gradient norms and dead/saturated fractions.
+- `gradients(monitor)`: a GradientMonitor's per-layer gradient norms, update/weight ratios and
+  dead/saturated fractions.
 - `pretrain(result)`: layer-wise pre-training's reconstruction loss curves, one per layer.
+
+Every axis over epochs counts whole epochs (integer ticks, 1-based), and a run of one epoch gets
+an axis around that epoch rather than a sliver of fractions.
 """
 from __future__ import annotations
 
@@ -21,9 +25,14 @@ def _pyplot():
     return plt
 
 
-def _integer_ticks():
+def _epoch_axis(ax: Any, epochs: list[int]) -> None:
+    """x axis over epochs: integer ticks, labelled, and for a single epoch the span epoch +- 1
+    (matplotlib would otherwise zoom onto fractions of an epoch around the one point)."""
     from matplotlib.ticker import MaxNLocator
-    return MaxNLocator(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    if len(set(epochs)) == 1:
+        ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
 
 
 def _finish(fig: Any, path: Any) -> Any:
@@ -47,8 +56,7 @@ def history(history: Any, path: Any = None):
         ax.plot(epochs, hist[key], marker="o", ms=3, label=f"train {key}")
         if "val_" + key in hist:
             ax.plot(epochs, hist["val_" + key], marker="o", ms=3, label=f"validation {key}")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(_integer_ticks())
+        _epoch_axis(ax, epochs)
         ax.set_ylabel(key)
         if key == "loss" and min(hist[key]) > 0 and max(hist[key]) / min(hist[key]) > 50:
             ax.set_yscale("log")
@@ -90,7 +98,8 @@ def lr_find(result: Any, path: Any = None):
 
 
 def gradients(monitor: Any, path: Any = None):
-    """A GradientMonitor's records: per-layer weight-gradient norms over the epochs (log axis), and
+    """A GradientMonitor's records over the epochs, three panels: per-layer weight-gradient norms
+    (log axis); per-layer update/weight ratios of one step (log axis, the healthy ~1e-3 marked);
     the fractions of dead ReLU units and of saturated sigmoid/tanh outputs."""
     from .diagnostics import GradientMonitor
     if not isinstance(monitor, GradientMonitor):
@@ -99,7 +108,7 @@ def gradients(monitor: Any, path: Any = None):
     if not monitor.records:
         raise ValueError("plot.gradients: the monitor has no records yet; pass it to fit(callbacks=[...]) first")
     plt = _pyplot()
-    fig, (ax_g, ax_u) = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, (ax_g, ax_r, ax_u) = plt.subplots(1, 3, figsize=(19, 4.2))
     epochs = [e + 1 for e in monitor.epochs]
     names = list(dict.fromkeys(n for r in monitor.records for n, s in r["layers"].items() if "grad_norm" in s))
     names.sort(key=lambda n: int(n.split(".")[0]))
@@ -107,8 +116,17 @@ def gradients(monitor: Any, path: Any = None):
         vals = monitor.series(name, "grad_norm")
         # log axis: zero norms (all units blocked) cannot be drawn, NaN leaves a gap
         ax_g.plot(epochs, [v if v > 0 else float("nan") for v in vals], marker="o", ms=3, label=name)
+        ratios = monitor.series(name, "update_ratio")
+        ax_r.plot(epochs, [v if v > 0 else float("nan") for v in ratios], marker="o", ms=3, label=name)
+    ax_r.axhline(1e-3, color="gray", ls=":", lw=1, label="~1e-3 healthy")
+    ax_r.set_yscale("log")
+    _epoch_axis(ax_r, epochs)
+    ax_r.set_ylabel("||update|| / ||weights||")
+    ax_r.set_title("update/weight ratio per layer (one step)")
+    ax_r.grid(alpha=0.3)
+    ax_r.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax_g.set_yscale("log")
-    ax_g.set_xlabel("epoch")
+    _epoch_axis(ax_g, epochs)
     ax_g.set_ylabel("weight-gradient norm")
     ax_g.set_title("gradient norm per layer")
     ax_g.grid(alpha=0.3)
@@ -122,7 +140,7 @@ def gradients(monitor: Any, path: Any = None):
             ax_u.plot(epochs, vals, marker="o", ms=3, ls="-" if key == "dead" else "--", label=f"{name} {what}")
             drawn += 1
     ax_u.set_ylim(-0.03, 1.03)
-    ax_u.set_xlabel("epoch")
+    _epoch_axis(ax_u, epochs)
     ax_u.set_ylabel("fraction")
     ax_u.set_title("dead ReLUs / saturated sigmoid-tanh units")
     ax_u.grid(alpha=0.3)
@@ -147,8 +165,7 @@ def pretrain(result: Any, path: Any = None):
     for layer, curve, name, shape in zip(result.layers, result.losses, result.loss_names, result.shapes):
         ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3,
                 label=f"layer {layer} ({shape[0]} -> {shape[1]}, {name})")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(_integer_ticks())
+    _epoch_axis(ax, list(range(1, max(len(c) for c in result.losses) + 1)))
     ax.set_ylabel("reconstruction loss (training)")
     noise = result.params.get("noise", 0.0)
     ax.set_title("layer-wise pre-training" + (f" (denoising: {result.params['noise_kind']} {noise:g})" if noise else ""))

@@ -7,6 +7,9 @@ Each schedule is also a callback: pass it to `fit(callbacks=[...])` and it sets
 - `ExponentialDecay(initial_lr, rate=0.96)`: lr = initial_lr · rate^epoch
 - `CosineDecay(initial_lr, epochs, min_lr=0.0)`:
   lr = min_lr + (initial_lr − min_lr) · (1 + cos(π · min(epoch, epochs) / epochs)) / 2
+- `LinearWarmup(then, epochs, start_factor=0.1)`: lr rises linearly from start_factor · then(0)
+  to then(0) over `epochs` epochs, then follows `then` (a schedule, restarted at 0, or a fixed
+  rate): `LinearWarmup(CosineDecay(0.1, 50), 5)` warms up for 5 epochs, then decays for 50.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any
 from . import _checks
 from .callbacks import Callback
 
-__all__ = ["Schedule", "StepDecay", "ExponentialDecay", "CosineDecay"]
+__all__ = ["Schedule", "StepDecay", "ExponentialDecay", "CosineDecay", "LinearWarmup"]
 
 
 class Schedule(Callback):
@@ -106,3 +109,36 @@ class CosineDecay(Schedule):
 
     def _args(self) -> dict[str, Any]:
         return {"initial_lr": self.initial_lr, "epochs": self.epochs, "min_lr": self.min_lr}
+
+
+class LinearWarmup(Schedule):
+    """Linear warm-up in front of another schedule (PyTorch's LinearLR followed by the schedule,
+    as SequentialLR chains them).
+
+    For epoch < `epochs`: lr = then(0) · (start_factor + (1 − start_factor) · epoch / epochs);
+    from epoch `epochs` on: lr = then(epoch − epochs), the schedule starting from its own epoch 0.
+    `then` is a Schedule (any `epoch -> lr` callable) or a fixed learning rate.
+    """
+
+    def __init__(self, then: Any, epochs: int, start_factor: float = 0.1) -> None:
+        if isinstance(then, numbers.Real) and not isinstance(then, bool):
+            then = float(_initial_lr(then, "LinearWarmup"))
+        elif not callable(then):
+            raise TypeError(f"LinearWarmup: then must be a schedule (epoch -> lr) or a learning rate, "
+                            f"got {type(then).__name__}")
+        self.then = then
+        self.epochs = _checks.check_int(epochs, "LinearWarmup: epochs", 1)
+        self.start_factor = _checks.check_float(start_factor, "LinearWarmup: start_factor", 0.0, 1.0,
+                                                min_inclusive=False)
+        self.initial_lr = self._after(0) * self.start_factor
+
+    def _after(self, epoch: int) -> float:
+        return float(self.then(epoch)) if callable(self.then) else self.then
+
+    def _lr(self, epoch: int) -> float:
+        if epoch < self.epochs:
+            return self._after(0) * (self.start_factor + (1.0 - self.start_factor) * epoch / self.epochs)
+        return self._after(epoch - self.epochs)
+
+    def _args(self) -> dict[str, Any]:
+        return {"then": self.then, "epochs": self.epochs, "start_factor": self.start_factor}

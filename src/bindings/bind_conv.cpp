@@ -86,21 +86,51 @@ std::vector<py::ssize_t> as_py_shape(const std::vector<int64_t>& s) {
   return std::vector<py::ssize_t>(s.begin(), s.end());
 }
 
+// The caller's workspace (a writable, C-contiguous 1-D array of T with at least `need` elements,
+// kept by a layer across steps so that a step does not allocate it), or a new one in `owned`.
+template <class T>
+T* workspace(const py::object& ws, int64_t need, const char* fn, py::object& owned) {
+  if (ws.is_none()) {
+    auto a = empty<T>({static_cast<py::ssize_t>(need)});
+    T* p = a.mutable_data();
+    owned = a;
+    return p;
+  }
+  py::array a = py::cast<py::array>(ws);
+  T* p = out<T>(a, fn, "ws", {kAny});
+  if (dim(a, 0) < need)
+    throw py::value_error(std::string(fn) + ": ws must have at least " + std::to_string(need) +
+                          " elements for this geometry, got " + std::to_string(dim(a, 0)));
+  return p;
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
-  // y = conv_forward(x, w, b or None, stride, padding, dilation): (N,O,[OH,]OW)
+  // Elements of the workspace conv_forward / conv_backward need for x and w.
+  m.def("conv_workspace_elems", [](const py::array& x, const py::array& w, const Ints& stride,
+                                   const Ints& padding, const Ints& dilation) {
+    return dispatch(x, "conv_workspace_elems", "x", [&](auto tag) -> int64_t {
+      using T = decltype(tag);
+      const ConvCall c = conv_call<T>("conv_workspace_elems", x, w, stride, padding, dilation);
+      return cpu::conv_workspace_elems(c.g, c.N);
+    });
+  }, py::arg("x"), py::arg("w"), py::arg("stride"), py::arg("padding"), py::arg("dilation"));
+
+  // y = conv_forward(x, w, b or None, stride, padding, dilation, ws=None): (N,O,[OH,]OW);
+  // ws: optional scratch of at least conv_workspace_elems elements (else allocated per call).
   m.def("conv_forward", [](const py::array& x, const py::array& w, const py::object& b,
-                           const Ints& stride, const Ints& padding, const Ints& dilation) {
+                           const Ints& stride, const Ints& padding, const Ints& dilation,
+                           const py::object& ws) {
     return dispatch(x, "conv_forward", "x", [&](auto tag) -> py::array {
       using T = decltype(tag);
       const char* fn = "conv_forward";
       const ConvCall c = conv_call<T>(fn, x, w, stride, padding, dilation);
       const T* pb = in_or_null<T>(b, fn, "b", {c.g.O});
       auto y = empty<T>(as_py_shape<T>(c.y_shape));
-      auto ws = empty<T>({static_cast<py::ssize_t>(cpu::conv_workspace_elems(c.g, c.N))});
+      py::object owned;
+      T* pws = workspace<T>(ws, cpu::conv_workspace_elems(c.g, c.N), fn, owned);
       T* py_ = y.mutable_data();
-      T* pws = ws.mutable_data();
       const T* px = static_cast<const T*>(x.data());
       const T* pw = static_cast<const T*>(w.data());
       py::gil_scoped_release nogil;
@@ -108,13 +138,14 @@ void bind_conv(py::module_& m) {
       return y;
     });
   }, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"), py::arg("padding"),
-        py::arg("dilation"));
+        py::arg("dilation"), py::arg("ws") = py::none());
 
-  // dx = conv_backward(dy, x, w, dw out, db out or None, stride, padding, dilation, need_dx, l2):
-  // overwrites dw (= Σ dy·x + l2·w) and db; dx is None when need_dx is false.
+  // dx = conv_backward(dy, x, w, dw out, db out or None, stride, padding, dilation, need_dx, l2,
+  // ws=None): overwrites dw (= Σ dy·x + l2·w) and db; dx is None when need_dx is false.
   m.def("conv_backward", [](const py::array& dy, const py::array& x, const py::array& w,
                             py::array dw, const py::object& db, const Ints& stride,
-                            const Ints& padding, const Ints& dilation, bool need_dx, double l2) {
+                            const Ints& padding, const Ints& dilation, bool need_dx, double l2,
+                            const py::object& ws) {
     return dispatch(x, "conv_backward", "x", [&](auto tag) -> py::object {
       using T = decltype(tag);
       const char* fn = "conv_backward";
@@ -132,8 +163,8 @@ void bind_conv(py::module_& m) {
         pdx = a.mutable_data();
         dx = a;
       }
-      auto ws = empty<T>({static_cast<py::ssize_t>(cpu::conv_workspace_elems(c.g, c.N))});
-      T* pws = ws.mutable_data();
+      py::object owned;
+      T* pws = workspace<T>(ws, cpu::conv_workspace_elems(c.g, c.N), fn, owned);
       const T* px = static_cast<const T*>(x.data());
       const T* pw = static_cast<const T*>(w.data());
       {
@@ -143,7 +174,8 @@ void bind_conv(py::module_& m) {
       return dx;
     });
   }, py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("dw"), py::arg("db"), py::arg("stride"),
-        py::arg("padding"), py::arg("dilation"), py::arg("need_dx") = true, py::arg("l2") = 0.0);
+        py::arg("padding"), py::arg("dilation"), py::arg("need_dx") = true, py::arg("l2") = 0.0,
+        py::arg("ws") = py::none());
 
   // The plain direct-loop references (tests compare the fast kernels against them).
   m.def("conv_forward_ref", [](const py::array& x, const py::array& w, const py::object& b,

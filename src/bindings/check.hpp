@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
-#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -211,20 +210,5 @@ inline void check_elems(int64_t n, const char* fn, const char* what) {
     throw py::value_error(std::string(fn) + ": " + what + " would have " + std::to_string(n) +
                           " elements; at most 2**31 - 1 are supported");
 }
-
-// One call at a time on a handle (Network, OpRunner) whose workspace a call may reallocate while
-// the GIL is released: a second Python thread gets an error instead of a use-after-free. try_lock,
-// not lock: a blocking wait with the GIL held could deadlock against the running call.
-class BusyGuard {
- public:
-  BusyGuard(std::mutex& m, const char* what) : lock_(m, std::try_to_lock) {
-    if (!lock_.owns_lock())
-      throw py::value_error(std::string(what) + " is in use by another thread (train or run one "
-                            "model or layer from one thread at a time)");
-  }
-
- private:
-  std::unique_lock<std::mutex> lock_;
-};
 
 }  // namespace gradstep::bind

@@ -24,20 +24,11 @@ namespace gradstep::cpu {
 
 namespace {
 
-using vmath::select;
-
-// float goes through vmath (vectorizable); double keeps the std:: functions.
-inline float exp_t(float x) { return vmath::exp_f(x); }
-inline double exp_t(double x) { return std::exp(x); }
-inline float expm1_t(float x) { return vmath::expm1_f(x); }
-inline double expm1_t(double x) { return std::expm1(x); }
-inline float tanh_t(float x) { return vmath::tanh_f(x); }
-inline double tanh_t(double x) { return std::tanh(x); }
-inline float sigmoid_t(float x) { return vmath::sigmoid_f(x); }
-inline double sigmoid_t(double x) {
-  const double e = std::exp(x < 0.0 ? x : -x);
-  return (x < 0.0 ? e : 1.0) / (1.0 + e);
-}
+using math::select;
+// The per-element math (float through vmath, double through std::) is shared with the CUDA
+// kernels: core/math/activation_math.hpp.
+using math::exp_t;
+using math::expm1_t;
 
 // ---- multiversioned loops (op is a small lambda, inlined into each version) ------------------
 template <class T, class Op>
@@ -192,66 +183,57 @@ void parallel_map3(T* y, const T* a, const T* b, const T* c, int64_t n, Op op) {
 // ---- sigmoid ------------------------------------------------------------------------------------
 template <class T>
 void sigmoid_forward(T* y, const T* x, int64_t n) {
-  parallel_map1(y, x, n, [](T v) { return sigmoid_t(v); }, kExpCost);
+  parallel_map1(y, x, n, [](T v) { return math::sigmoid_t(v); }, kExpCost);
 }
 
 template <class T>
 void sigmoid_backward(T* dx, const T* dy, const T* y, int64_t n) {
-  // PyTorch's association: (dy·(1−y))·y.
-  parallel_map2(dx, dy, y, n, [](T g, T s) { return g * (T(1) - s) * s; });
+  parallel_map2(dx, dy, y, n, [](T g, T s) { return math::sigmoid_grad(g, s); });
 }
 
 // ---- tanh ---------------------------------------------------------------------------------------
 template <class T>
 void tanh_forward(T* y, const T* x, int64_t n) {
-  parallel_map1(y, x, n, [](T v) { return tanh_t(v); }, kExpCost);
+  parallel_map1(y, x, n, [](T v) { return math::tanh_t(v); }, kExpCost);
 }
 
 template <class T>
 void tanh_backward(T* dx, const T* dy, const T* y, int64_t n) {
-  parallel_map2(dx, dy, y, n, [](T g, T t) { return g * (T(1) - t * t); });
+  parallel_map2(dx, dy, y, n, [](T g, T t) { return math::tanh_grad(g, t); });
 }
 
 // ---- relu ---------------------------------------------------------------------------------------
 template <class T>
 void relu_forward(T* y, const T* x, int64_t n) {
-  // x < 0 ? 0 : x keeps NaN (and −0) as PyTorch's clamp_min does.
-  parallel_map1(y, x, n, [](T v) { return select(v < T(0), T(0), v); });
+  parallel_map1(y, x, n, [](T v) { return math::relu(v); });
 }
 
 template <class T>
 void relu_backward(T* dx, const T* dy, const T* y, int64_t n) {
-  // PyTorch's threshold_backward: 0 where y <= 0 (so 0 at x = 0), dy elsewhere (NaN y included).
-  parallel_map2(dx, dy, y, n, [](T g, T v) { return select(v <= T(0), T(0), g); });
+  parallel_map2(dx, dy, y, n, [](T g, T v) { return math::relu_grad(g, v); });
 }
 
 // ---- leaky relu ---------------------------------------------------------------------------------
 template <class T>
 void leaky_relu_forward(T* y, const T* x, int64_t n, T alpha) {
-  parallel_map1(y, x, n, [alpha](T v) { return select(v > T(0), v, v * alpha); });
+  parallel_map1(y, x, n, [alpha](T v) { return math::leaky_relu(v, alpha); });
 }
 
 template <class T>
 void leaky_relu_backward(T* dx, const T* dy, const T* x, int64_t n, T alpha) {
-  parallel_map2(dx, dy, x, n, [alpha](T g, T v) { return select(v > T(0), g, g * alpha); });
+  parallel_map2(dx, dy, x, n, [alpha](T g, T v) { return math::leaky_relu_grad(g, v, alpha); });
 }
 
 // ---- elu ----------------------------------------------------------------------------------------
 template <class T>
 void elu_forward(T* y, const T* x, int64_t n, T alpha) {
-  // expm1 (not exp − 1) keeps the relative accuracy near 0. Its argument is min(x, 0): the other
-  // side is discarded, and this keeps it from overflowing. x >= 0 (−0 and NaN too) passes through.
-  parallel_map1(y, x, n, [alpha](T v) {
-    return select(v < T(0), expm1_t(select(v < T(0), v, T(0))) * alpha, v);
-  }, kExpCost);
+  parallel_map1(y, x, n, [alpha](T v) { return math::elu(v, alpha); }, kExpCost);
 }
 
 template <class T>
 void elu_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, T alpha) {
-  // Only x > 0 takes the identity side: the slope at 0 is α (as in PyTorch), and a NaN x gives a
-  // NaN gradient (as PyTorch's vectorized path does; its scalar tail passes dy through instead).
   parallel_map3(dx, dy, x, y, n, [alpha](T g, T v, T out) {
-    return select(v > T(0), g, g * (out + alpha));
+    return math::elu_grad(g, v, out, alpha);
   });
 }
 

@@ -219,15 +219,24 @@ void conv_backward(T* dx, T* dw, T* db, T* ws, const T* dy, const T* x, const T*
   }
   if (db) {
     // Per output channel over images then positions, in double, channels split across threads.
+    // Eight interleaved accumulators, added in a fixed order at the end: one running sum is a
+    // chain of dependent adds (4 cycles each: 2.7 ms of LeNet's conv1 at batch 512), and the
+    // result still depends on nothing but the shapes.
+    constexpr int kLanes = 8;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * out_img >= kParallelMin)
 #endif
     for (int64_t o = 0; o < O; ++o) {
-      double s = 0.0;
+      double acc[kLanes] = {};
       for (int64_t n = 0; n < N; ++n) {
         const T* r = dy + n * out_img + o * P;
-        for (int64_t j = 0; j < P; ++j) s += r[j];
+        int64_t j = 0;
+        for (; j + kLanes <= P; j += kLanes)
+          for (int l = 0; l < kLanes; ++l) acc[l] += r[j + l];
+        for (; j < P; ++j) acc[j % kLanes] += r[j];
       }
+      double s = 0.0;
+      for (int l = 0; l < kLanes; ++l) s += acc[l];
       db[o] = static_cast<T>(s);
     }
   }
@@ -358,7 +367,7 @@ namespace {
 template <class T>
 class ConvOp : public Op<T> {
  public:
-  ConvOp(const OpAttrs& a, const Shape& in, int64_t sd) : sd_(sd) {
+  ConvOp(const OpAttrs& a, const Shape& in, int64_t sd) {
     const std::string& op = a.op;
     const int64_t C = a.integer("in_channels", 1), O = a.integer("out_channels", 1);
     const auto k = a.ints("kernel", size_t(sd), 1), s = a.ints("stride", size_t(sd), 1);
@@ -406,7 +415,6 @@ class ConvOp : public Op<T> {
   }
 
  private:
-  int64_t sd_;
   ConvGeometry g_{};
   bool bias_;
   double l2_;

@@ -3,37 +3,22 @@
 #include <cmath>
 
 #include "core/common.hpp"
+#include "core/math/random.hpp"
 #include "core/op.hpp"
 
 #include <algorithm>
 
 namespace gradstep::cpu {
-namespace {
-
-// The i-th output of SplitMix64 (Steele, Lea and Flood, 2014) seeded with `seed`: the state after
-// i+1 steps is seed + (i+1)·golden, so any element is computed directly from its index.
-inline uint64_t splitmix64(uint64_t seed, uint64_t i) {
-  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 template <class T>
 void dropout_forward(T* y, T* mask, const T* x, int64_t n, T p, uint64_t seed) {
   const double pd = p;
-  // u = (z >> 11)·2⁻⁵³ >= p  <=>  (z >> 11) >= ceil(p·2⁵³): p·2⁵³ is exact (a power-of-two
-  // scale), so comparing integers keeps exactly the same elements without a conversion.
-  const uint64_t threshold = static_cast<uint64_t>(std::ceil(pd * 0x1.0p53));
-  // PyTorch scales its 0/1 noise by 1/(1-p) in T; the same value here.
+  // The generator and the keep rule are core/math/random.hpp's, shared with the CUDA kernel.
+  const uint64_t threshold = math::dropout_threshold(pd);
   const T scale = static_cast<T>(1.0 / (1.0 - pd));
   GS_PARALLEL_FOR(n)
   for (int64_t i = 0; i < n; ++i) {
-    // keep·scale rather than a ?: : a branch on a coin flip mispredicts half the time.
-    const bool keep = (splitmix64(seed, static_cast<uint64_t>(i)) >> 11) >= threshold;
-    const T m = static_cast<T>(keep) * scale;
+    const T m = math::dropout_mask<T>(seed, static_cast<uint64_t>(i), threshold, scale);
     mask[i] = m;
     y[i] = x[i] * m;
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/common.hpp"
+#include "core/math/loss_math.hpp"
 
 namespace gradstep::cpu {
 namespace {
@@ -13,7 +14,6 @@ constexpr int64_t kExpCost = 16;       // an exp + log in double, in plain memor
 constexpr int64_t kChunkElems = 4096;  // a chunk is worth a thread's time from about this size
 constexpr int kLanes = 8;
 constexpr int64_t kRowBuf = 512;  // softmax rows up to this wide keep their exps on the stack
-constexpr double kLogClamp = -100.0;  // torch's clamp of log in binary_cross_entropy
 
 // Σ over items [0, n) of chunk_sum(i0, i1), the items cut into chunks of at least min_len whose
 // bounds depend on n only; the chunk sums are added in chunk order. So the result is the same for
@@ -99,8 +99,7 @@ void softmax_row(T* p, const T* x, int64_t K, double& m, double& log_s) {
 template <class T>
 double mse_forward(const T* pred, const T* target, int64_t n) {
   const double s = elementwise_sum(n, [&](int64_t i) {
-    const double d = static_cast<double>(pred[i]) - static_cast<double>(target[i]);
-    return d * d;
+    return math::mse_term(static_cast<double>(pred[i]), static_cast<double>(target[i]));
   });
   return s / static_cast<double>(n);
 }
@@ -110,19 +109,16 @@ void mse_backward(T* dpred, const T* pred, const T* target, int64_t n) {
   const double scale = 2.0 / static_cast<double>(n);
   GS_PARALLEL_FOR(n)
   for (int64_t i = 0; i < n; ++i)
-    dpred[i] =
-        static_cast<T>(scale * (static_cast<double>(pred[i]) - static_cast<double>(target[i])));
+    dpred[i] = static_cast<T>(
+        math::mse_grad(static_cast<double>(pred[i]), static_cast<double>(target[i]), scale));
 }
 
 // ---- bce on probabilities ----------------------------------------------------------------------
 
 template <class T>
 double bce_forward(const T* prob, const T* target, int64_t n) {
-  // Clamp each log before multiplying by its weight, as torch does: 0·(-inf) would be NaN. The log
-  // goes first in std::max so that a NaN probability stays NaN.
   const double s = elementwise_sum(n, [&](int64_t i) {
-    const double p = prob[i], t = target[i];
-    return (t - 1.0) * std::max(std::log1p(-p), kLogClamp) - t * std::max(std::log(p), kLogClamp);
+    return math::bce_term(static_cast<double>(prob[i]), static_cast<double>(target[i]));
   });
   return s / static_cast<double>(n);
 }
@@ -134,8 +130,8 @@ void bce_backward(T* dprob, const T* prob, const T* target, int64_t n) {
   const double nd = static_cast<double>(n);
   GS_PARALLEL_FOR(n)
   for (int64_t i = 0; i < n; ++i) {
-    const double p = prob[i], t = target[i];
-    dprob[i] = static_cast<T>((p - t) / std::max((1.0 - p) * p, eps) / nd);
+    dprob[i] = static_cast<T>(
+        math::bce_grad(static_cast<double>(prob[i]), static_cast<double>(target[i]), eps, nd));
   }
 }
 
@@ -143,11 +139,8 @@ void bce_backward(T* dprob, const T* prob, const T* target, int64_t n) {
 
 template <class T>
 double bce_logits_forward(const T* logits, const T* target, int64_t n) {
-  // torch's form (1-t)·x - logsigmoid(x) with logsigmoid(x) = min(x,0) - log1p(e^-|x|): the exp
-  // never overflows, and for |x| = 1000 the log1p term is exactly 0.
   const double s = elementwise_sum(n, [&](int64_t i) {
-    const double x = logits[i], t = target[i];
-    return (1.0 - t) * x - std::min(x, 0.0) + std::log1p(std::exp(-std::fabs(x)));
+    return math::bce_logits_term(static_cast<double>(logits[i]), static_cast<double>(target[i]));
   });
   return s / static_cast<double>(n);
 }
@@ -157,10 +150,8 @@ void bce_logits_backward(T* dlogits, const T* logits, const T* target, int64_t n
   const double nd = static_cast<double>(n);
   GS_PARALLEL_FOR(n)
   for (int64_t i = 0; i < n; ++i) {
-    const double x = logits[i];
-    const double e = std::exp(-std::fabs(x));  // in (0, 1]: both branches are stable
-    const double sig = x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-    dlogits[i] = static_cast<T>((sig - static_cast<double>(target[i])) / nd);
+    dlogits[i] = static_cast<T>(math::bce_logits_grad(static_cast<double>(logits[i]),
+                                                      static_cast<double>(target[i]), nd));
   }
 }
 
@@ -232,7 +223,7 @@ void softmax_xent_soft_backward(T* dlogits, const T* probs, const T* target, int
 template <class T>
 double nll_forward(const T* prob, const int64_t* labels, int64_t N, int64_t K) {
   const double s = row_sum(N, 1, [&](int64_t r) {
-    return std::max(std::log(static_cast<double>(prob[r * K + labels[r]])), kLogClamp);
+    return math::nll_term(static_cast<double>(prob[r * K + labels[r]]));
   });
   return -s / static_cast<double>(N);
 }
@@ -244,10 +235,7 @@ void nll_backward(T* dprob, const T* prob, const int64_t* labels, int64_t N, int
   for (int64_t r = 0; r < N; ++r) {
     T* d = dprob + r * K;
     std::fill(d, d + K, T(0));
-    const double p = prob[r * K + labels[r]];
-    // Where the forward's clamp is active the loss is flat: gradient 0 (also at p = 0, where
-    // -1/p would be -inf). `!(<)` lets a NaN probability through, so NaN propagates.
-    d[labels[r]] = !(std::log(p) < kLogClamp) ? static_cast<T>(-1.0 / (nd * p)) : T(0);
+    d[labels[r]] = static_cast<T>(math::nll_grad(static_cast<double>(prob[r * K + labels[r]]), nd));
   }
 }
 

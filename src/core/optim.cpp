@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "core/common.hpp"
+#include "core/math/optim_math.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define GS_OPTIM_X86 1
@@ -14,7 +15,7 @@
 // Every product below must be rounded on its own, as torch's separate ops round it: no contraction
 // of a*b + c into an FMA except where std::fma / _mm256_fmadd say so. Clang honours this pragma;
 // GCC contracts by default in C++ (-ffp-contract=fast, even across statements, wherever the target
-// has FMA), so each product that feeds an addition also goes through rounded() below.
+// has FMA), so each product that feeds an addition also goes through math::rounded (core/math/hd.hpp).
 #ifdef __clang__
 #pragma clang fp contract(off)
 #endif
@@ -43,132 +44,28 @@ void with_flag(bool b, const F& f) {
   else f(std::false_type{});
 }
 
-// x as a value already rounded to its type: the empty asm hides where it came from, so the compiler
-// cannot fuse the product that made it into the addition that uses it.
-template <class V>
-__attribute__((always_inline)) inline V rounded(V x) {
-#if defined(__x86_64__) || defined(__i386__)
-  __asm__("" : "+x"(x));
-#elif defined(__aarch64__)
-  __asm__("" : "+w"(x));
-#else
-  __asm__("" : "+m"(x));
-#endif
-  return x;
-}
-
-// ---- hyperparameters rounded to T once, as torch casts each Python scalar for its op ----------
-
-template <class T>
-struct SgdK {
-  T wd, mom, damp1, neg_lr;  // weight_decay, momentum, 1 - dampening, -lr
-  bool has_wd, has_mom, first, nesterov;
-};
-
-template <class T>
-SgdK<T> sgd_consts(const SGDHyper& h, int64_t step) {
-  return {T(h.weight_decay), T(h.momentum), T(1.0 - h.dampening), T(-h.lr),
-          h.weight_decay != 0, h.momentum != 0, step <= 1, h.nesterov};
-}
-
-template <class T>
-struct RmsK {
-  T wd, alpha, c1, eps, mom, neg_lr;  // c1 = 1 - alpha
-  bool has_wd, has_mom;
-};
-
-template <class T>
-RmsK<T> rmsprop_consts(const RMSpropHyper& h) {
-  return {T(h.weight_decay), T(h.alpha), T(1.0 - h.alpha), T(h.eps), T(h.momentum), T(-h.lr),
-          h.weight_decay != 0, h.momentum > 0};
-}
-
-template <class T>
-struct AdamK {
-  T wd, decay, wt, wt_m1, beta2, c2, bc2s, eps, neg_ss;
-  bool has_wd, decoupled, small;
-};
-
-template <class T>
-AdamK<T> adam_consts(const AdamHyper& h, int64_t step) {
-  // Host arithmetic in double, in torch's order: bias_correction1 = 1 - beta1**step,
-  // step_size = lr / bias_correction1, bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-  // (Python's float ** is C pow, so pow(., 0.5) rather than sqrt).
-  const double t = static_cast<double>(step);
-  const double step_size = h.lr / (1.0 - std::pow(h.beta1, t));
-  const double bc2_sqrt = std::pow(1.0 - std::pow(h.beta2, t), 0.5);
-  AdamK<T> k;
-  k.wd = T(h.weight_decay);
-  k.decay = T(1.0 - h.lr * h.weight_decay);
-  k.wt = T(1.0 - h.beta1);  // lerp weight
-  // torch's lerp: w < 0.5 ? m + w(g - m) : g - (g - m)(1 - w), each one fused multiply-add.
-  k.small = std::abs(k.wt) < T(0.5);
-  k.wt_m1 = k.wt - T(1);
-  k.beta2 = T(h.beta2);
-  k.c2 = T(1.0 - h.beta2);
-  k.bc2s = T(bc2_sqrt);
-  k.eps = T(h.eps);
-  k.neg_ss = T(-step_size);
-  k.has_wd = h.weight_decay != 0;
-  k.decoupled = h.decoupled;
-  return k;
-}
-
 // ---- the reference arithmetic, element by element (also the SIMD loops' tails) ---------------
-// Each line is one torch op of the single-tensor path; the comment names it.
+// One element's update is core/math/optim_math.hpp's, shared with the CUDA kernel.
+using math::AdamK;
+using math::RmsK;
+using math::SgdK;
+using math::adam_consts;
+using math::rmsprop_consts;
+using math::sgd_consts;
 
 template <class T>
 void sgd_range(T* w, T* buf, const T* g, int64_t i0, int64_t i1, const SgdK<T>& k) {
-  for (int64_t i = i0; i < i1; ++i) {
-    T gi = g[i];
-    if (k.has_wd) gi = std::fma(w[i], k.wd, gi);  // grad.add(param, alpha=wd)
-    if (k.has_mom) {
-      // first step: buf = grad.clone(); then buf.mul_(momentum).add_(grad, alpha=1-dampening)
-      const T b = k.first ? gi : std::fma(gi, k.damp1, buf[i] * k.mom);
-      buf[i] = b;
-      gi = k.nesterov ? std::fma(b, k.mom, gi) : b;  // grad.add(buf, alpha=momentum)
-    }
-    w[i] = std::fma(gi, k.neg_lr, w[i]);  // param.add_(grad, alpha=-lr)
-  }
+  for (int64_t i = i0; i < i1; ++i) math::sgd_element(w, buf, g, i, k);
 }
 
 template <class T>
 void rmsprop_range(T* w, T* sq, T* buf, const T* g, int64_t i0, int64_t i1, const RmsK<T>& k) {
-  for (int64_t i = i0; i < i1; ++i) {
-    const T wi = w[i];
-    T gi = g[i];
-    if (k.has_wd) gi = std::fma(wi, k.wd, gi);         // grad.add(param, alpha=wd)
-    // square_avg.mul_(alpha).addcmul_(grad, grad, value=1-alpha)
-    const T si = std::fma(k.c1 * gi, gi, sq[i] * k.alpha);
-    sq[i] = si;
-    const T avg = std::sqrt(si) + k.eps;               // sq.sqrt().add_(eps)
-    if (k.has_mom) {
-      const T b = rounded(buf[i] * k.mom) + gi / avg;    // buf.mul_(momentum).addcdiv_(g, avg)
-      buf[i] = b;
-      w[i] = std::fma(b, k.neg_lr, wi);                // param.add_(buf, alpha=-lr)
-    } else {
-      w[i] = wi + (k.neg_lr * gi) / avg;               // param.addcdiv_(g, avg, value=-lr)
-    }
-  }
+  for (int64_t i = i0; i < i1; ++i) math::rmsprop_element(w, sq, buf, g, i, k);
 }
 
 template <class T>
 void adam_range(T* w, T* m, T* v, const T* g, int64_t i0, int64_t i1, const AdamK<T>& k) {
-  for (int64_t i = i0; i < i1; ++i) {
-    T wi = w[i], gi = g[i];
-    if (k.has_wd) {
-      if (k.decoupled) wi = rounded(wi * k.decay);      // param.mul_(1 - lr*wd)
-      else gi = std::fma(wi, k.wd, gi);                 // grad.add(param, alpha=wd)
-    }
-    const T mi0 = m[i];
-    const T diff = gi - mi0;                            // exp_avg.lerp_(grad, 1-beta1)
-    const T mi = k.small ? std::fma(k.wt, diff, mi0) : std::fma(k.wt_m1, diff, gi);
-    const T vi = std::fma(k.c2 * gi, gi, v[i] * k.beta2);  // v.mul_(beta2).addcmul_(g, g, 1-beta2)
-    const T denom = std::sqrt(vi) / k.bc2s + k.eps;     // (v.sqrt() / bc2_sqrt).add_(eps)
-    w[i] = wi + (k.neg_ss * mi) / denom;                // param.addcdiv_(m, denom, -step_size)
-    m[i] = mi;
-    v[i] = vi;
-  }
+  for (int64_t i = i0; i < i1; ++i) math::adam_element(w, m, v, g, i, k);
 }
 
 // ---- AVX + FMA versions: the same operations on 8 floats / 4 doubles at a time ----------------
