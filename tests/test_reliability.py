@@ -496,7 +496,7 @@ def test_one_model_trained_from_several_threads_errors_instead_of_crashing():
                 t.start()
             for t in threads:
                 t.join()
-            assert all("in use by another thread" in e for e in errors), errors[:3]
+            assert all("another thread" in e for e in errors), errors[:3]
             print("ok", use_engine, bool(np.isfinite(model.predict(np.ones((2, 64)))).all()))
     """, timeout=300)
     assert_clean(proc, "ok True True", "ok False True")

@@ -587,6 +587,9 @@ def spatial_recipe(name: str):
         if name == "conv_forward" or name == "conv_forward_ref":
             args = [("x", x), ("w", w), ("b", b), ("stride", ints(stride)), ("padding", ints(pad2)),
                     ("dilation", ints(dil))]
+        elif name == "conv_workspace_elems":
+            args = [("x", x), ("w", w), ("stride", ints(stride)), ("padding", ints(pad2)),
+                    ("dilation", ints(dil))]
         elif name == "conv_backward_ref":
             args = [("dy", arr([N, O] + out)), ("x", x), ("w", w), ("stride", ints(stride)),
                     ("padding", ints(pad2)), ("dilation", ints(dil))]
@@ -620,7 +623,7 @@ def op_info_recipe(g: Gen) -> list[dict]:
 
 
 FUNCTION_RECIPES = {name: spatial_recipe(name) for name in (
-    "conv_forward", "conv_forward_ref", "conv_backward", "conv_backward_ref", "maxpool_forward",
+    "conv_forward", "conv_forward_ref", "conv_backward", "conv_backward_ref", "conv_workspace_elems", "maxpool_forward",
     "maxpool_backward", "avgpool_forward", "avgpool_backward")}
 FUNCTION_RECIPES["op_info"] = op_info_recipe
 
