@@ -76,6 +76,26 @@ def first_nonfinite(a: np.ndarray) -> tuple | None:
     return None
 
 
+def check_finite(a: Any, name: str) -> None:
+    """ValueError naming the first NaN/inf of a numeric array: "(first at row r, column c)".
+
+    A training step calls this on every batch, so the common case costs one summation and no
+    allocation: a finite sum means every entry is finite (NaN and inf propagate); only a sum that
+    is not finite (a bad entry, or an overflow of large finite values) pays for the search."""
+    if not isinstance(a, np.ndarray):
+        a = numeric_array(a, name)
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum()):
+            return
+    bad = first_nonfinite(a)
+    if bad is not None:
+        where = (f"index {bad[0]}" if len(bad) == 1 else
+                 f"row {bad[0]}, column {bad[1] if len(bad) == 2 else bad[1:]}")
+        raise ValueError(f"{name} holds NaN or inf (first at {where})")
+
+
 def fmt_shape(shape: tuple) -> str:
     parts = ["N" if s is None else str(s) for s in shape]
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"

@@ -12,6 +12,10 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    limit = _core.max_threads()  # a few per CPU: more only slows the kernels down
+    if n > limit:
+        raise ValueError(f"set_num_threads: n must be <= {limit} (a few threads per CPU of this "
+                         f"machine), got {n}")
     _core.set_num_threads(int(n))
 
 

@@ -14,7 +14,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optim as _optim
 from ._arena import Arena, Parameter
-from .layers.base import Elementwise, Layer
+from .layers.base import Elementwise, Layer, building_shapes_only
 
 __all__ = ["Sequential", "History"]
 
@@ -207,6 +207,8 @@ class Sequential:
             self._build(tuple(int(d) for d in shape))
 
     def _build_arena(self) -> None:
+        if building_shapes_only():
+            return  # gs.load checks the shapes against its file first, then calls this itself
         specs = [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
                  for name, shape in layer._param_shapes().items()]
         self.arena = Arena(specs, self.dtype)
@@ -358,6 +360,9 @@ class Sequential:
         Runs as one C++ call when every layer, the loss and the optimizer are built-in ones (their
         C++ ops, loss and update); otherwise layer by layer (same results)."""
         self._require_compiled("train_step")
+        # NaN or inf in a batch would poison the weights silently: refused as fit refuses them.
+        _checks.check_finite(xb, "train_step: xb")
+        _checks.check_finite(yb, "train_step: yb")
         self._settle(xb)
         if self.device != "cpu":
             if sample_weight is not None:
@@ -455,10 +460,7 @@ class Sequential:
 
     def _check_data(self, X: Any, y: Any, what: str, xname: str = "X", yname: str = "y") -> tuple[np.ndarray, np.ndarray]:
         X = self._check_X(X, what, xname)
-        bad = _checks.first_nonfinite(X)
-        if bad is not None:
-            raise ValueError(f"{what}: {xname} holds NaN or inf (first at row {bad[0]}, column "
-                             f"{bad[1] if len(bad) == 2 else bad[1:]})")
+        _checks.check_finite(X, f"{what}: {xname}")
         if self.classes_ is not None and np.ndim(y) == 1:
             y = _prep.encode_labels(y, _prep.check_classes(self.classes_, "classes_"), f"{what}: {yname}")
         y = _checks.numeric_array(y, f"{what}: {yname}")
@@ -778,7 +780,13 @@ class Sequential:
     def predict(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs in evaluation mode (logits for a model trained with a fused loss)."""
         batch_size = _checks.check_int(batch_size, "predict: batch_size", 1)
-        X = self._network_input(self._check_X(X, "predict"))
+        X = self._check_X(X, "predict")
+        _checks.check_finite(X, "predict: X")  # as fit and evaluate: no silent NaN rows or class 0
+        with np.errstate(over="ignore"):
+            X = self._network_input(X)
+        # A value finite in the caller's float64 can overflow the model's float32 (or its stored
+        # standardization): refused too, not predicted as inf/NaN.
+        _checks.check_finite(X, f"predict: X (standardized, as {self.dtype.name})")
         outs = [self.forward(X[s:s + batch_size], training=False) for s in range(0, X.shape[0], batch_size)]
         return np.concatenate(outs, axis=0)
 

@@ -113,6 +113,9 @@ class Optimizer:
     """
 
     kernel = ""  # the C++ step family: "sgd", "rmsprop" or "adam"
+    # State buffers that are running averages of squares: a negative entry would make the
+    # update's square root NaN, so load_state_dict refuses one.
+    _nonnegative_buffers: tuple[str, ...] = ()
 
     def __init__(self, lr: float, clipnorm: float | None = None,
                  clipvalue: float | None = None) -> None:
@@ -430,6 +433,11 @@ class Optimizer:
             clean: dict[str, Any] = {"step": _checks.check_int(entry["step"], f"{what}['step']", 1)}
             for bname in sorted(want):
                 arr = _checks.numeric_array(entry[bname], f"{what}[{bname!r}]")
+                _checks.check_finite(arr, f"{what}[{bname!r}]")
+                if bname in self._nonnegative_buffers and arr.size and np.min(arr) < 0:
+                    raise ValueError(f"{what}[{bname!r}] holds negative values (a running "
+                                     f"average of squares is >= 0), first at flat index "
+                                     f"{int(np.argmax(arr.reshape(-1) < 0))}")
                 dt = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
                 clean[bname] = np.array(arr, dtype=dt)  # a copy: the caller's dict may change
             pending[str(name)] = clean
@@ -502,12 +510,18 @@ class RMSprop(Optimizer):
     w ← w − lr·b."""
 
     kernel = "rmsprop"
+    _nonnegative_buffers = ("square_avg",)
 
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  momentum: float = 0.0, weight_decay: float = 0.0, clipnorm: float | None = None,
                  clipvalue: float | None = None) -> None:
         super().__init__(lr, clipnorm, clipvalue)
-        self._hyper.update(alpha=self._check_rate("alpha", alpha), eps=self._check_rate("eps", eps),
+        # alpha > 1 would make square_avg = alpha*s + (1 - alpha)*g^2 negative, and the update NaN
+        # (torch accepts it; here it is refused).
+        alpha = self._check_rate("alpha", alpha)
+        if alpha > 1.0:
+            raise ValueError(f"{type(self).__name__}: alpha must be <= 1, got {alpha}")
+        self._hyper.update(alpha=alpha, eps=self._check_rate("eps", eps),
                            momentum=self._check_rate("momentum", momentum),
                            weight_decay=self._check_rate("weight_decay", weight_decay))
 
@@ -538,6 +552,7 @@ class Adam(Optimizer):
 
     kernel = "adam"
     _decoupled = False
+    _nonnegative_buffers = ("exp_avg_sq",)
 
     def __init__(self, lr: float = 1e-3, betas: Any = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, clipnorm: float | None = None,

@@ -407,6 +407,7 @@ void bind_network(py::module_& m) {
         return h.visit([](auto& impl) { return shape_tuple(impl.net->out_shape().dims); });
       })
       .def_property_readonly("workspace_bytes", [](NetworkHandle& h) {
+        auto lock = exclusive(h.busy, "Network.workspace_bytes");  // a step may swap the workspace
         return h.visit([](auto& impl) { return impl.net->workspace_bytes(); });
       });
 }

@@ -109,9 +109,11 @@ void bind_optim(py::module_& m) {
   // parameter because numpy's own address lookups cost microseconds each.
   m.def("arena_offset", [](const py::array& value, const py::array& grad, const py::array& params,
                            const py::array& grads) -> int64_t {
-    const py::ssize_t item = params.itemsize();
     auto offset_in = [&](const py::array& a, const py::array& base) -> int64_t {
-      if (!a.dtype().equal(base.dtype()) || !(a.flags() & py::array::c_style)) return -1;
+      // Each base with its own item size; a zero-size item (a structured dtype with no fields)
+      // has no offsets to give.
+      const py::ssize_t item = base.itemsize();
+      if (item <= 0 || !a.dtype().equal(base.dtype()) || !(a.flags() & py::array::c_style)) return -1;
       const auto p = reinterpret_cast<uintptr_t>(a.data());
       const auto b = reinterpret_cast<uintptr_t>(base.data());
       if (p < b || (p - b) % item != 0) return -1;

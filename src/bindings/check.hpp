@@ -72,6 +72,13 @@ void check_array(const py::array& a, const char* fn, const char* name, const int
   if (a.size() > std::numeric_limits<int>::max())
     throw py::value_error(std::string(fn) + ": " + name + " has " + std::to_string(a.size()) +
                           " elements; at most 2**31 - 1 are supported");
+  // Also every axis: an empty array of 2**40 rows (a zero-stride broadcast) would otherwise send
+  // the row loops through 2**40 empty rows.
+  for (py::ssize_t i = 0; i < a.ndim(); ++i)
+    if (a.shape(i) > std::numeric_limits<int>::max())
+      throw py::value_error(std::string(fn) + ": " + name + " has " + std::to_string(a.shape(i)) +
+                            " entries along axis " + std::to_string(i) +
+                            "; at most 2**31 - 1 are supported");
 }
 
 template <class T>

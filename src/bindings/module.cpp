@@ -2,6 +2,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -24,8 +27,13 @@ py::array alloc_zeros(int64_t size, const py::object& dtype_obj) {
                          std::string(py::str(dtype)));
   if (size < 0) throw py::value_error("alloc_zeros: size must be >= 0, got " + std::to_string(size));
   const size_t item = static_cast<size_t>(dtype.itemsize());
-  if (static_cast<uint64_t>(size) > (uint64_t(1) << 40) / item)
-    throw std::bad_alloc();  // far beyond any machine here: refuse before asking the allocator
+  // More than the machine's physical memory can never be zero-filled: refuse before asking the
+  // allocator (with memory overcommit on, the allocation would succeed and the memset below would
+  // bring in the out-of-memory killer instead of a MemoryError).
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  const uint64_t physical = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : uint64_t(1) << 40;
+  if (static_cast<uint64_t>(size) > std::min<uint64_t>(uint64_t(1) << 40, physical) / item)
+    throw std::bad_alloc();
   size_t bytes = ((static_cast<size_t>(size) * item + 63) / 64) * 64;
   if (bytes == 0) bytes = 64;
   void* p = std::aligned_alloc(64, bytes);
@@ -42,10 +50,8 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "gradstep's C++ kernels (private: use the gradstep package)";
   m.def("alloc_zeros", &alloc_zeros, py::arg("size"), py::arg("dtype"));
   m.def("get_num_threads", &gradstep::cpu::num_threads);
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("set_num_threads: n must be >= 1, got " + std::to_string(n));
-    gradstep::cpu::set_num_threads(n);
-  }, py::arg("n"));
+  m.def("max_threads", &gradstep::cpu::max_threads);
+  m.def("set_num_threads", &gradstep::cpu::set_num_threads, py::arg("n"));
   m.def("has_openmp", [] {
 #ifdef _OPENMP
     return true;
@@ -54,6 +60,17 @@ PYBIND11_MODULE(_core, m) {
 #endif
   });
   m.def("has_cuda", [] { return false; });
+
+  // pybind11 reports a failed py::cast (a Python value of the wrong type, or an int too large
+  // for int64 inside a list) as RuntimeError; here it is the TypeError it is, for every binding.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const py::cast_error& e) {
+      PyErr_SetString(PyExc_TypeError,
+                      (std::string("an argument has the wrong type or is out of range: ") + e.what()).c_str());
+    }
+  });
 
   using namespace gradstep::bind;
   bind_dense(m);

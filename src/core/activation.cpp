@@ -150,6 +150,7 @@ void for_blocks(int64_t n, F f, int64_t cost = 1) {
 // parallel when N·K is large. Rows are independent, so results do not depend on the thread count.
 template <class F>
 void for_row_blocks(int64_t N, int64_t K, F f) {
+  if (N <= 0 || K <= 0) return;  // nothing to compute (and no loop over empty rows)
   constexpr int64_t kBlock = 4096;
   const int64_t rows = std::max<int64_t>(1, kBlock / std::max<int64_t>(K, 1));
   const int64_t blocks = (N + rows - 1) / rows;

@@ -2,7 +2,10 @@
 
 #include "core/gemm.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #ifdef _OPENMP
 #include <omp.h>
@@ -10,12 +13,20 @@
 
 namespace gradstep::cpu {
 namespace {
-int default_threads() {
+int cpu_count() {
 #ifdef _OPENMP
-  return omp_get_max_threads();  // honours OMP_NUM_THREADS
+  return std::max(1, omp_get_num_procs());
 #else
   unsigned n = std::thread::hardware_concurrency();
   return n ? static_cast<int>(n) : 1;
+#endif
+}
+int default_threads() {
+#ifdef _OPENMP
+  // Honours OMP_NUM_THREADS, bounded like set_num_threads (OMP_NUM_THREADS=100000 must not crash).
+  return std::clamp(omp_get_max_threads(), 1, max_threads());
+#else
+  return cpu_count();
 #endif
 }
 std::atomic<int> g_num_threads{0};
@@ -31,8 +42,14 @@ int num_threads() {
   return n;
 }
 
+int max_threads() { return kThreadsPerCpu * cpu_count(); }
+
 void set_num_threads(int n) {
-  if (n < 1) n = 1;  // validated in Python; never abort here
+  if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1, got " + std::to_string(n));
+  if (n > max_threads())
+    throw std::invalid_argument("set_num_threads: n must be <= " + std::to_string(max_threads()) +
+                                " (" + std::to_string(kThreadsPerCpu) + " per CPU, " +
+                                std::to_string(cpu_count()) + " CPUs), got " + std::to_string(n));
   init_blas_threads();  // OpenBLAS stays single-threaded: gemm splits the work over OpenMP threads
   g_num_threads.store(n, std::memory_order_relaxed);
 }

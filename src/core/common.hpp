@@ -15,7 +15,13 @@ namespace gradstep::cpu {
 constexpr int64_t kParallelMin = 1 << 15;
 
 int num_threads();
-void set_num_threads(int n);  // n >= 1; OpenBLAS runs inside gemm's OpenMP blocks
+// The most threads set_num_threads accepts: kThreadsPerCpu per CPU. Far more threads than cores
+// only slows the kernels down, and tens of thousands make thread creation fail inside OpenMP
+// (libgomp aborts the process, or a kernel crashes on a team it could not start).
+constexpr int kThreadsPerCpu = 8;
+int max_threads();
+// 1 <= n <= max_threads(), else std::invalid_argument. OpenBLAS runs inside gemm's OpenMP blocks.
+void set_num_threads(int n);
 
 }  // namespace gradstep::cpu
 

@@ -104,7 +104,8 @@ void Network<T>::reserve(int64_t N) {
 template <class T>
 size_t Network<T>::workspace_bytes() const {
   size_t n = ws_.grad_a.size() + ws_.grad_b.size() + ws_.loss_scratch.size(), ints = 0;
-  for (size_t i = 0; i < ops_.size(); ++i) {
+  // Over the workspace's own vectors: before the first step it has none (not one per op).
+  for (size_t i = 0; i < ws_.acts.size(); ++i) {
     n += ws_.acts[i].size() + ws_.scratch[i].size();
     ints += ws_.iscratch[i].size();
   }

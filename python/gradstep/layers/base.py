@@ -16,10 +16,18 @@ op in `op_kind`, gives the op's attributes in `_op_attrs()` and validates argume
 fused training step runs, so both give the same bits. The op also holds the shape rule
 (`output_shape`). A user's own subclass leaves `op_kind` None and defines `forward`/`backward`
 in Python; a model holding one trains layer by layer.
+
+Subclasses with buffers declare their shapes in `_buffer_shapes()`. Inside `shapes_only()`
+(what `gs.load` uses) constructors validate their arguments but allocate and draw nothing: the
+layer knows its shapes, and gets zero storage when a Sequential lays it out in its arena. A model
+file's shapes are checked against those before any memory is spent, and initial values that the
+file would overwrite are never drawn.
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import contextvars
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -31,6 +39,22 @@ LAYER_REGISTRY: dict[str, type["Layer"]] = {}
 # covers exactly `_core.op_kinds()`.
 OP_LAYERS: dict[str, type["Layer"]] = {}
 _NO_PARAMS = {np.dtype(np.float32): np.zeros(0, np.float32), np.dtype(np.float64): np.zeros(0, np.float64)}
+
+_SHAPES_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("gradstep_shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only() -> Iterator[None]:
+    """Layers built inside allocate nothing and draw no initial values (see the module docstring)."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
+def building_shapes_only() -> bool:
+    return _SHAPES_ONLY.get()
 
 
 def register(cls: type["Layer"]) -> type["Layer"]:
@@ -72,9 +96,15 @@ class Layer:
     def _initial_values(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {}
 
+    def _buffer_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shapes of `buffers` (known without allocating them)."""
+        return {}
+
     def _allocate(self, dtype: Any, rng: np.random.Generator) -> None:
         """Give the layer an arena of its own, filled with initial values."""
         self.dtype = _checks.as_dtype(dtype, f"{type(self).__name__}: dtype")
+        if building_shapes_only():
+            return  # storage comes from the Sequential's arena, values from the model file
         values = self._initial_values(rng)
         arena = Arena(self._param_shapes().items(), self.dtype)
         for name in self._param_shapes():

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _checks, _core, _random
-from .base import Layer, register
+from .base import Layer, building_shapes_only, register
 
 __all__ = ["BatchNorm"]
 
@@ -40,9 +40,9 @@ class BatchNorm(Layer):
         self.momentum = _checks.check_float(momentum, "BatchNorm: momentum", 0.0, 1.0)
         self.eps = _checks.check_float(eps, "BatchNorm: eps", 0.0, min_inclusive=False)
         self._allocate(dtype, _random.generator())  # draws nothing: gamma = 1, beta = 0
-        self._running_mean = _core.alloc_zeros(self.num_features, self.dtype)
-        self._running_var = _core.alloc_zeros(self.num_features, self.dtype)
-        self._running_var[...] = 1.0
+        self._running_mean = self._running_var = None
+        if not building_shapes_only():  # else made by _cast_buffers when a Sequential lays it out
+            self._cast_buffers(self.dtype)
 
     def _param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"gamma": (self.num_features,), "beta": (self.num_features,)}
@@ -54,13 +54,16 @@ class BatchNorm(Layer):
     def buffers(self) -> dict[str, np.ndarray]:
         return {"running_mean": self._running_mean, "running_var": self._running_var}
 
+    def _buffer_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"running_mean": (self.num_features,), "running_var": (self.num_features,)}
+
     def _cast_buffers(self, dtype: np.dtype) -> None:
-        if self._running_mean.dtype == dtype:
+        if self._running_mean is not None and self._running_mean.dtype == dtype:
             return  # keep the arrays, so views handed out earlier stay live
-        for name in ("_running_mean", "_running_var"):
+        for name, start in (("_running_mean", 0.0), ("_running_var", 1.0)):
             old = getattr(self, name)
             new = _core.alloc_zeros(self.num_features, dtype)
-            new[...] = old
+            new[...] = start if old is None else old
             setattr(self, name, new)
 
     def _check_input(self, x: Any) -> np.ndarray:
