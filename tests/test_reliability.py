@@ -156,7 +156,7 @@ def test_set_num_threads_is_bounded(n):
         print(gs.Dense(3, 4, seed=0).forward(np.ones((70000, 3), np.float32)).shape)
     """)
     limit = 8 * os.cpu_count()
-    assert_clean(proc, f"ValueError: set_num_threads: n must be <= ", "core refused", "(70000, 4)")
+    assert_clean(proc, "ValueError: set_num_threads: n must be <= ", "core refused", "(70000, 4)")
     assert f"<= {gs._core.max_threads()}" in proc.stdout
     assert gs._core.max_threads() <= limit
 

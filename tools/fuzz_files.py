@@ -21,7 +21,6 @@ Exit status 0 when nothing was found.
 from __future__ import annotations
 
 import argparse
-import io as _io
 import json
 import os
 import resource
