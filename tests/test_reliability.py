@@ -368,7 +368,7 @@ def test_a_claimed_huge_layer_is_refused_fast_and_without_allocating(tmp_path):
                 print(name, "loaded")
             except ValueError as e:
                 grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-                print(name, "refused", time.time() - t0 < 2.0, grew < 50_000, str(e)[:150])
+                print(name, "refused", time.time() - t0 < 10.0, grew < 50_000, str(e)[:150])
     """)
     assert_clean(proc, "huge refused True True", "digits refused True True", "shape refused True True")
     assert len(raw) < 2000
