@@ -8,7 +8,8 @@ Net: 64-100-100-100-100-10, sigmoid hidden units, every weight drawn from N(0, 0
 (init="normal"), softmax cross-entropy. Data: the 8x8 digits scaled to [0, 1], a stratified 75/25
 train/test split (seed 0). Arms, each over the seeds:
 - random:     fine-tune from the random weights;
-- pretrained: `gs.pretrain.autoencoders` first (binary cross-entropy autoencoders, Adam 1e-3);
+- pretrained: `gs.pretrain.autoencoders` first (its defaults: binary cross-entropy autoencoders,
+              Adam 1e-2, batch 32; --pretrain-epochs per layer);
 - denoising:  the same with masking noise (each input zeroed with probability --noise);
 - xavier:     for context, no pre-training but Glorot-scaled random weights (init="xavier"), the
               remedy the notes list beside pre-training (--no-xavier leaves it out).
@@ -50,7 +51,7 @@ def run(arm: str, seed: int, data, args) -> dict:
     pre = None
     if arm in ("pretrained", "denoising"):
         pre = gs.pretrain.autoencoders(model, Xtr, epochs=args.pretrain_epochs, batch_size=32,
-                                       optimizer=gs.Adam(lr=1e-3), noise=args.noise if arm == "denoising" else 0.0,
+                                       noise=args.noise if arm == "denoising" else 0.0,
                                        seed=seed, verbose=0)
     t_pre = time.perf_counter() - t0
     model.compile(loss=gs.SoftmaxCrossEntropy(), optimizer=optimizer(args), metrics=["accuracy"])
@@ -109,7 +110,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=50, help="fine-tuning epochs (every arm)")
-    p.add_argument("--pretrain-epochs", type=int, default=20, help="autoencoder epochs per hidden layer")
+    p.add_argument("--pretrain-epochs", type=int, default=10, help="autoencoder epochs per hidden layer")
     p.add_argument("--noise", type=float, default=0.2, help="masking probability of the denoising arm")
     p.add_argument("--no-xavier", action="store_true", help="leave out the xavier-init arm")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="fine-tuning (sgd: momentum 0.9)")
@@ -125,7 +126,7 @@ def main() -> None:
     results = [run(arm, seed, data, args) for seed in args.seeds for arm in arms]
 
     print(f"fine-tuning: {args.optimizer} lr={args.lr:g}{' momentum 0.9' if args.optimizer == 'sgd' else ''}, "
-          f"{args.epochs} epochs, batch 32; pre-training: {args.pretrain_epochs} epochs per layer, Adam 1e-3"
+          f"{args.epochs} epochs, batch 32; pre-training: {args.pretrain_epochs} epochs per layer, Adam 1e-2"
           f"; train {len(data[0])}, test {len(data[1])} digits\n")
     print("| arm | test accuracy per seed " + str(args.seeds) + " | mean | final training loss (mean) |")
     print("|---|---|---|---|")

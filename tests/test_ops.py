@@ -303,3 +303,52 @@ def test_a_failed_allocation_keeps_the_last_batch_outputs():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["MemoryError", "ok"]
+
+
+def test_network_calls_with_wrong_types_raise_type_errors(rng):
+    model = gs.Sequential([gs.Dense(4, 6), gs.Dropout(0.5), gs.Dense(6, 3)], seed=0)
+    model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(lr=0.1))
+    X, y = rng.standard_normal((8, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    model.train_step(X, y)
+    net = model._engine.nets["softmax_xent"]
+    with pytest.raises(TypeError, match="dropout_seeds"):
+        net.forward_backward(X, y, None, ["seed"])
+    with pytest.raises(TypeError, match="labels must be a numpy array"):
+        net.forward_backward(X, [0, 1, 2, 0, 1, 2, 0, 1], None, [1])
+    with pytest.raises(TypeError, match="hyper"):
+        net.update(["a", 0, 0, 0, 0], 2)
+    with pytest.raises(TypeError, match="attribute names must be strings"):
+        _core.op_info("Dense", {1: 2}, (4,))
+    with pytest.raises(TypeError, match="Network: each op must be"):
+        _core.Network([("ReLU", {}, [("w", "x", (1,))], [])], (4,), "mse", "sgd",
+                      model.arena.params, model.arena.grads, None, None)
+
+
+def test_a_network_used_from_two_threads_refuses_instead_of_racing(rng):
+    import threading
+    model = gs.Sequential([gs.Dense(64, 256), gs.ReLU(), gs.Dense(256, 10)], seed=0)
+    model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(lr=0.01))
+    X, y = rng.standard_normal((512, 64)).astype(np.float32), rng.integers(0, 10, 512)
+    model.train_step(X[:8], y[:8])
+    net = model._engine.nets["softmax_xent"]
+    hyper = model.optimizer.kernel_hyper()
+    errors: list[Exception] = []
+
+    def steps():
+        for i in range(30):
+            try:
+                net.train_step(X, y, None, [], hyper, i + 2)
+            except ValueError as e:
+                errors.append(e)
+
+    t = threading.Thread(target=steps)
+    t.start()
+    while t.is_alive():
+        for call in (net.output, lambda: net.layer_stats(1), lambda: net.forward_backward(X[:4], y[:4], None, [])):
+            try:
+                call()
+            except ValueError as e:
+                errors.append(e)
+    t.join()
+    assert all("another thread" in str(e) for e in errors), errors[:3]
+    assert net.output().shape[1] == 10

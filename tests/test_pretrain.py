@@ -332,3 +332,86 @@ def test_a_width_changing_layer_after_the_dense_is_part_of_its_block():
     assert not np.array_equal(after["1.weight"], before["1.weight"])  # the Maxout was trained and kept too
     with pytest.raises(ValueError, match="tied"):
         gs.pretrain.autoencoders(model, X, epochs=1, tied=True, verbose=0)
+
+
+def test_pretraining_rescues_a_deep_sigmoid_net_with_small_weights():
+    """The point of it (the README's example, smaller): from N(0, 0.01²) weights, 4 sigmoid layers
+    pass almost no gradient to the first; after pre-training the same budget of SGD fine-tuning
+    drives the loss far below chance, and the first layer's gradient is orders of magnitude larger."""
+    X, y = gs.datasets.load_digits()
+    X, y = X[:600] / 16.0, y[:600]
+    losses, first_grad = {}, {}
+    for pre in (False, True):
+        layers = [gs.Dense(64, 32, init="normal"), gs.Sigmoid()]
+        for _ in range(3):
+            layers += [gs.Dense(32, 32, init="normal"), gs.Sigmoid()]
+        model = gs.Sequential(layers + [gs.Dense(32, 10, init="normal")], seed=0)
+        if pre:
+            gs.pretrain.autoencoders(model, X, seed=0, verbose=0)  # the defaults: 10 epochs, Adam 1e-2
+        model.compile(gs.SoftmaxCrossEntropy(), gs.SGD(lr=0.05, momentum=0.9))
+        monitor = gs.callbacks.GradientMonitor()
+        losses[pre] = model.fit(X, y, epochs=15, callbacks=[monitor], verbose=0, seed=0)["loss"][-1]
+        first_grad[pre] = monitor.initial_record["layers"]["0.Dense"]["grad_norm"]
+    assert losses[False] > 2.2  # stuck near ln 10
+    assert losses[True] < 1.0
+    assert first_grad[True] > 100 * first_grad[False]
+
+
+def test_the_models_preprocessing_is_applied_as_fit_applies_it(monkeypatch):
+    X = _data01() * 16 + 3
+    model = _deep()
+    model.preprocessing = gs.Standardize.fit(X)
+    seen = []
+    original_fit = gs.Autoencoder.fit
+
+    def recording_fit(self, Xk, *args, **kwargs):
+        seen.append(np.array(Xk, copy=True))
+        return original_fit(self, Xk, *args, **kwargs)
+
+    monkeypatch.setattr(gs.Autoencoder, "fit", recording_fit)
+    result = gs.pretrain.autoencoders(model, X, epochs=1, layers=[0], seed=0, verbose=0)
+    np.testing.assert_allclose(seen[0], model.preprocessing.transform(X), rtol=1e-6, atol=1e-6)
+    assert result.loss_names == ["mse"]  # standardized inputs are not in [0, 1]
+
+
+# ---- command line ----------------------------------------------------------------------------------
+def test_cli_train_pretrain(tmp_path, monkeypatch, capsys):
+    from gradstep import cli
+    monkeypatch.chdir(tmp_path)
+    common = ["train", "--layers", "16,16", "--activation", "sigmoid", "--epochs", "1", "--quiet", "--plot", "",
+              "--threads", "1"]
+    assert cli.main(common + ["--pretrain", "2", "--pretrain-noise", "0.2", "--out", "pre.safetensors"]) == 0
+    out = capsys.readouterr().out
+    assert "pre-trained the hidden layers as autoencoders (2 epochs each)" in out
+    assert "64 -> 16" in out and "16 -> 16" in out
+    assert cli.main(common + ["--out", "plain.safetensors"]) == 0
+    capsys.readouterr()
+    # same seed, same split and fit: only the pre-training differs
+    assert not np.array_equal(gs.load("pre.safetensors").layers[0].params["weight"],
+                              gs.load("plain.safetensors").layers[0].params["weight"])
+    assert cli.main(common + ["--pretrain-noise", "0.2"]) == 2
+    assert "--pretrain EPOCHS" in capsys.readouterr().err
+    assert cli.main(common + ["--pretrain", "-1"]) == 2
+    assert cli.main(common + ["--pretrain", "1", "--pretrain-noise", "1.0"]) == 2
+
+
+def test_autoencoder_save_and_load(tmp_path):
+    X = _data01()
+    ae = gs.Autoencoder([gs.Dense(12, 5), gs.Sigmoid()], seed=0)
+    ae.compile(optimizer=gs.Adam(lr=1e-2))
+    ae.fit(X, epochs=2, verbose=0, seed=0)
+    path = tmp_path / "ae.safetensors"
+    ae.save(path)
+    back = gs.Autoencoder.load(path)
+    np.testing.assert_array_equal(back.encode(X), ae.encode(X))
+    np.testing.assert_array_equal(back.reconstruct(X), ae.reconstruct(X))  # the sigmoid on the logits too
+    back.fit(X, epochs=1, verbose=0, seed=1)  # trains on, with the saved optimizer state
+    ae.fit(X, epochs=1, verbose=0, seed=1)
+    np.testing.assert_array_equal(back.encode(X), ae.encode(X))
+    plain = tmp_path / "plain.safetensors"
+    _deep().save(plain)
+    with pytest.raises(ValueError, match="not an autoencoder"):
+        gs.Autoencoder.load(plain)
+    tied = gs.Autoencoder([gs.Dense(12, 5), gs.Sigmoid()], tied=True)
+    with pytest.raises(NotImplementedError, match="tied"):
+        tied.save(tmp_path / "tied.safetensors")

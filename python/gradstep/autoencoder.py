@@ -287,6 +287,34 @@ class Autoencoder:
         X = self._check_X(X, "Autoencoder.reconstruction_error")
         return float(self.model.evaluate(X, X, batch_size=batch_size)["loss"])
 
+    # ---- model files -------------------------------------------------------------------------
+    def save(self, path: Any) -> None:
+        """Write one .safetensors model file (`Autoencoder.load` reads it back; `gs.load` reads it
+        as the Sequential of both halves). Tied autoencoders cannot be saved yet: a TiedDense
+        would have to name its encoder inside the file."""
+        if any(isinstance(l, TiedDense) for l in self.model.layers):
+            raise NotImplementedError("Autoencoder.save: a tied autoencoder (TiedDense) cannot be saved yet; "
+                                      "save its encoder's weights (ae.encoder_layers) or use tied=False")
+        meta = dict(getattr(self.model, "metadata", None) or {})
+        meta["autoencoder"] = {"n_encoder": self.n_encoder}
+        self.model.metadata = meta
+        self.model.save(path)
+
+    @classmethod
+    def load(cls, path: Any) -> "Autoencoder":
+        """An autoencoder written by `save`, with its weights, loss and optimizer state."""
+        from .io import load
+        model = load(path)
+        info = (getattr(model, "metadata", None) or {}).get("autoencoder")
+        if not isinstance(info, dict) or not isinstance(info.get("n_encoder"), int) \
+                or not 1 <= info["n_encoder"] < len(model.layers):
+            raise ValueError(f"Autoencoder.load: {str(path)!r} is a gradstep model file but not an "
+                             "autoencoder's (no valid 'autoencoder' entry in its metadata)")
+        ae = cls.__new__(cls)
+        ae.model, ae.n_encoder, ae.tied = model, info["n_encoder"], False
+        ae._loss_spec, ae.loss, ae.optimizer = model.loss, model.loss, model.optimizer
+        return ae
+
     def __repr__(self) -> str:
         enc = ", ".join(repr(l) for l in self.encoder_layers)
         dec = ", ".join(repr(l) for l in self.decoder_layers)

@@ -205,9 +205,6 @@ class Sequential:
         if self.input_shape is None or self.arena is None:
             self._build(tuple(int(d) for d in shape))
 
-    def _check_sizes(self) -> None:
-        self._build()
-
     def _build_arena(self) -> None:
         specs = [(f"{i}.{name}", shape) for i, layer in enumerate(self.layers)
                  for name, shape in layer._param_shapes().items()]

@@ -100,9 +100,12 @@ def _check_layers(layers: Any, hidden: list[int], n: int) -> list[int]:
 
 
 def _optimizer_factory(optimizer: Any):
-    """A fresh optimizer per autoencoder (each has its own parameters and state)."""
+    """A fresh optimizer per autoencoder (each has its own parameters and state). The default,
+    Adam with lr 1e-2, is 10x Adam's usual rate: a one-layer autoencoder takes it well, and with
+    the default 10 epochs Adam 1e-3 left 4-layer sigmoid nets of width 32 on the digits at chance
+    after fine-tuning, 1e-2 at 96-97% (2 seeds; width 100: 87-88% against 98%)."""
     if optimizer is None:
-        return lambda: _optim.Adam(lr=1e-3)
+        return lambda: _optim.Adam(lr=1e-2)
     first = _optim.get(optimizer)  # validates names and types now
     return lambda: type(first)(**first.get_config())
 
@@ -115,10 +118,11 @@ def autoencoders(model: Sequential, X: Any, *, epochs: int = 10, batch_size: int
 
     `noise` corrupts each autoencoder's input in training (a denoising autoencoder): with
     noise_kind="mask" each input is set to 0 with probability `noise` (in [0, 1)); with
-    "gaussian" N(0, noise²) is added. `optimizer` (None: Adam(lr=1e-3); a name or an instance,
+    "gaussian" N(0, noise²) is added. `optimizer` (None: Adam(lr=1e-2); a name or an instance,
     copied fresh for each layer), `epochs` and `batch_size` apply to every layer. `loss`: None
     (MSE, or binary cross-entropy where the layer's input lies in [0, 1]), "mse" or
     "binary_crossentropy". `layers` selects hidden Dense layers by model index (default: all).
+    X is data as `fit` takes it: a model's `preprocessing` is applied first.
     `seed` makes the run reproducible (default: the model's seed). `callbacks` go to every
     autoencoder's fit (their `model` is that autoencoder's Sequential).
     """
@@ -147,7 +151,7 @@ def autoencoders(model: Sequential, X: Any, *, epochs: int = 10, batch_size: int
     bad = _checks.first_nonfinite(X)
     if bad is not None:
         raise ValueError(f"{fn}: X holds NaN or inf (first at row {bad[0]}, column {bad[1]})")
-    h = np.ascontiguousarray(X, dtype=model.dtype)
+    h = model._network_input(X)  # as fit sees it: the model's preprocessing (Standardize) applied
 
     result = PretrainResult()
     result.params = {"epochs": epochs, "batch_size": batch_size, "noise": noise, "noise_kind": noise_kind,

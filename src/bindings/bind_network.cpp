@@ -10,6 +10,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,26 @@ py::dict stats_dict(const cpu::ActivationStats& s) {
   d["saturated_tanh"] = s.saturated_tanh;
   d["saturated_sigmoid"] = s.saturated_sigmoid;
   return d;
+}
+
+// py::cast with a TypeError naming the argument (pybind11's own cast_error becomes RuntimeError).
+template <class V>
+V cast_arg(const py::handle& h, const char* fn, const char* name) {
+  try {
+    return py::cast<V>(h);
+  } catch (const py::cast_error&) {
+    throw py::type_error(std::string(fn) + ": " + name + " has the wrong type (" +
+                         std::string(py::str(py::type::handle_of(h).attr("__name__"))) + ")");
+  }
+}
+
+// Held for a whole call (the GIL is released inside it): a second Python thread using the same
+// network gets an error, never a workspace being reallocated under it.
+std::unique_lock<std::mutex> exclusive(std::mutex& m, const char* fn) {
+  std::unique_lock<std::mutex> lock(m, std::try_to_lock);
+  if (!lock.owns_lock())
+    throw py::value_error(std::string(fn) + ": this network is running a step in another thread");
+  return lock;
 }
 
 template <class T>
@@ -64,7 +85,9 @@ struct NetworkHandle {
   int64_t P = 0, K = 0;
   py::array params, grads;
   std::vector<py::array> buffers;  // every op's buffers, in order
+  std::vector<std::vector<int64_t>> buffer_shapes;
   py::object state0, state1;
+  std::mutex busy;
 
   template <class F>
   auto visit(F&& f) {
@@ -72,17 +95,28 @@ struct NetworkHandle {
     return f(n32);
   }
 
-  // The arrays a step writes must still be writable (a user may flip a flag on them).
-  void check_writable(const char* fn) const {
+  // The arrays a step writes are Python objects the caller still holds: one may have been made
+  // read-only, or retyped or reshaped in place, since construction. Checked again before every
+  // step (no allocation); the pointers the ops hold stay valid because the handle keeps the
+  // arrays, whose memory numpy cannot move while they are referenced.
+  template <class T>
+  void recheck(const char* fn) const {
+    check_array<T>(params, fn, "params", {P});
+    check_array<T>(grads, fn, "grads", {P});
     if (!params.writeable() || !grads.writeable())
       throw py::value_error(std::string(fn) + ": params and grads must be writable");
-    for (const auto& b : buffers)
-      if (!b.writeable())
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      check_array<T>(buffers[i], fn, "an op's buffer (e.g. BatchNorm running_mean)", buffer_shapes[i]);
+      if (!buffers[i].writeable())
         throw py::value_error(std::string(fn) + ": an op's buffer (e.g. BatchNorm running_mean) "
                               "has been made read-only");
+    }
     for (const py::object* s : {&state0, &state1})
-      if (!s->is_none() && !py::cast<py::array>(*s).writeable())
-        throw py::value_error(std::string(fn) + ": the optimizer state must be writable");
+      if (!s->is_none()) {
+        py::array a = py::reinterpret_borrow<py::array>(*s);
+        check_array<T>(a, fn, "the optimizer state", {P});
+        if (!a.writeable()) throw py::value_error(std::string(fn) + ": the optimizer state must be writable");
+      }
   }
 
   template <class T>
@@ -94,7 +128,9 @@ struct NetworkHandle {
     const T* pt = nullptr;
     if (cpu::loss_takes_labels(loss)) {
       if (labels.is_none()) throw py::value_error(std::string(fn) + ": labels are required for this loss");
-      py::array lab = py::cast<py::array>(labels);
+      if (!py::isinstance<py::array>(labels))
+        throw py::type_error(std::string(fn) + ": labels must be a numpy array of int64");
+      py::array lab = py::reinterpret_borrow<py::array>(labels);
       if (!lab.dtype().equal(py::dtype::of<int64_t>()))
         throw py::type_error(std::string(fn) + ": labels must have dtype int64");
       check_array<int64_t>(lab, fn, "labels", {N});
@@ -105,7 +141,9 @@ struct NetworkHandle {
                                 "), got " + std::to_string(pl[i]));
     } else {
       if (target.is_none()) throw py::value_error(std::string(fn) + ": target is required for this loss");
-      py::array t = py::cast<py::array>(target);
+      if (!py::isinstance<py::array>(target))
+        throw py::type_error(std::string(fn) + ": target must be a numpy array");
+      py::array t = py::reinterpret_borrow<py::array>(target);
       pt = in<T>(t, fn, "target", impl.y_shape);
       if (dim(t, 0) != N)
         throw py::value_error(std::string(fn) + ": target must have " + std::to_string(N) +
@@ -115,8 +153,9 @@ struct NetworkHandle {
       throw py::value_error(std::string(fn) + ": expected " +
                             std::to_string(impl.net->seeds_needed()) + " dropout seeds, got " +
                             std::to_string(py::len(seeds)));
-    for (size_t i = 0; i < impl.seed_buf.size(); ++i) impl.seed_buf[i] = py::cast<uint64_t>(seeds[i]);
-    check_writable(fn);
+    for (size_t i = 0; i < impl.seed_buf.size(); ++i)
+      impl.seed_buf[i] = cast_arg<uint64_t>(seeds[i], fn, "dropout_seeds");
+    recheck<T>(fn);
     py::gil_scoped_release nogil;
     return impl.net->forward_backward(px, pl, pt, N, impl.seed_buf.data());
   }
@@ -129,26 +168,31 @@ struct NetworkHandle {
     if (n_hyper != needed)
       throw py::value_error(std::string(fn) + ": expected " + std::to_string(needed) +
                             " hyperparameters, got " + std::to_string(n_hyper));
-    for (size_t i = 0; i < n_hyper; ++i) hyper[i] = py::cast<double>(hyper_seq[i]);
+    for (size_t i = 0; i < n_hyper; ++i) hyper[i] = cast_arg<double>(hyper_seq[i], fn, "hyper");
     if (step < 1) throw py::value_error(std::string(fn) + ": step must be >= 1");
     cpu::OptArgs<T> o{};
     o.kind = opt;
     o.step = step;
-    o.state0 = state0.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state0).mutable_data());
-    o.state1 = state1.is_none() ? nullptr : static_cast<T*>(py::cast<py::array>(state1).mutable_data());
+    o.state0 = state0.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(state0).mutable_data());
+    o.state1 = state1.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(state1).mutable_data());
     const double* h = hyper;
     switch (opt) {
       case cpu::OptKind::kSGD: o.sgd = {h[0], h[1], h[2], h[3], h[4] != 0.0}; break;
       case cpu::OptKind::kRMSprop: o.rmsprop = {h[0], h[1], h[2], h[3], h[4]}; break;
       case cpu::OptKind::kAdam: o.adam = {h[0], h[1], h[2], h[3], h[4], h[5] != 0.0}; break;
     }
+    // The update dereferences the state buffers a momentum needs: they must exist.
+    if (opt == cpu::OptKind::kSGD && o.sgd.momentum != 0.0 && !o.state0)
+      throw py::value_error(std::string(fn) + ": SGD momentum != 0 needs the state0 buffer");
+    if (opt == cpu::OptKind::kRMSprop && o.rmsprop.momentum > 0.0 && !o.state1)
+      throw py::value_error(std::string(fn) + ": RMSprop momentum > 0 needs the state1 buffer");
     return o;
   }
 
   template <class T>
   void update(NetImpl<T>& impl, const py::sequence& hyper, int64_t step, const char* fn) {
     const cpu::OptArgs<T> o = opt_args<T>(hyper, step, fn);
-    check_writable(fn);
+    recheck<T>(fn);
     py::gil_scoped_release nogil;
     impl.net->update(o);
   }
@@ -157,7 +201,9 @@ struct NetworkHandle {
 template <class T>
 void check_state(const py::object& o, const char* name, int64_t P) {
   if (o.is_none()) return;
-  py::array a = py::cast<py::array>(o);
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(std::string("Network: ") + name + " must be a numpy array or None");
+  py::array a = py::reinterpret_borrow<py::array>(o);
   check_array<T>(a, "Network", name, {P});
   if (!a.writeable()) throw py::value_error(std::string("Network: ") + name + " must be writable");
 }
@@ -198,7 +244,10 @@ void build(NetworkHandle& h, NetImpl<T>& impl, const py::list& ops, const py::se
     }
     auto bufs = py::cast<std::vector<py::array>>(t[3]);
     n.buf = buffer_ptrs<T>(*n.op, bufs, "Network");
-    for (auto& b : bufs) h.buffers.push_back(b);
+    for (size_t b = 0; b < bufs.size(); ++b) {
+      h.buffers.push_back(bufs[b]);
+      h.buffer_shapes.push_back(n.op->buffer_slots()[b].shape);
+    }
     shape = n.op->out_shape();
     net_ops.push_back(std::move(n));
   }
@@ -254,8 +303,14 @@ void bind_network(py::module_& m) {
              const bool needs1 = h->opt == cpu::OptKind::kAdam;
              if ((needs0 && state0.is_none()) || (needs1 && state1.is_none()))
                throw py::value_error("Network: the optimizer's state buffers are missing");
-             if (h->f64) build<double>(*h, h->n64, ops, in_shape);
-             else build<float>(*h, h->n32, ops, in_shape);
+             try {
+               if (h->f64) build<double>(*h, h->n64, ops, in_shape);
+               else build<float>(*h, h->n32, ops, in_shape);
+             } catch (const py::cast_error& e) {
+               throw py::type_error(std::string("Network: each op must be (kind: str, attrs: dict, "
+                                                "slots: [(name, offset, shape)], buffers: [array]): ") +
+                                    e.what());
+             }
              return h;
            }),
            py::arg("ops"), py::arg("in_shape"), py::arg("loss"), py::arg("opt"), py::arg("params"),
@@ -264,6 +319,7 @@ void bind_network(py::module_& m) {
       // are left in the flat grads buffer; no parameter changes.
       .def("forward_backward", [](NetworkHandle& h, const py::array& x, const py::object& labels,
                                   const py::object& target, const py::sequence& seeds) {
+             auto lock = exclusive(h.busy, "Network.forward_backward");
              return h.visit([&](auto& impl) {
                return h.forward_backward(impl, x, labels, target, seeds, "Network.forward_backward");
              });
@@ -271,6 +327,7 @@ void bind_network(py::module_& m) {
            py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"))
       // update(hyper, step): the optimizer over the flat buffers, from the grads buffer as it is.
       .def("update", [](NetworkHandle& h, const py::sequence& hyper, int64_t step) {
+             auto lock = exclusive(h.busy, "Network.update");
              h.visit([&](auto& impl) { h.update(impl, hyper, step, "Network.update"); });
            },
            py::arg("hyper"), py::arg("step"))
@@ -278,6 +335,7 @@ void bind_network(py::module_& m) {
       .def("train_step", [](NetworkHandle& h, const py::array& x, const py::object& labels,
                             const py::object& target, const py::sequence& seeds,
                             const py::sequence& hyper, int64_t step) {
+             auto lock = exclusive(h.busy, "Network.train_step");
              return h.visit([&](auto& impl) {
                using T = typename std::remove_reference_t<decltype(impl)>::value_type;
                const char* fn = "Network.train_step";
@@ -292,6 +350,7 @@ void bind_network(py::module_& m) {
            py::arg("hyper"), py::arg("step"))
       // A copy of the last completed batch's outputs (N, out...), for the training metrics.
       .def("output", [](NetworkHandle& h) -> py::array {
+        auto lock = exclusive(h.busy, "Network.output");
         return h.visit([&](auto& impl) -> py::array {
           using T = typename std::remove_reference_t<decltype(impl)>::value_type;
           const int64_t N = impl.net->last_batch();
@@ -305,6 +364,7 @@ void bind_network(py::module_& m) {
       })
       // Statistics of op i's output over the last completed batch, for the training monitor.
       .def("layer_stats", [](NetworkHandle& h, int64_t i) {
+        auto lock = exclusive(h.busy, "Network.layer_stats");
         return h.visit([&](auto& impl) {
           if (impl.net->last_batch() == 0)
             throw py::value_error("Network.layer_stats: no completed step since the last change of batch size");

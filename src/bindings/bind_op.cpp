@@ -5,7 +5,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
+#include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -82,6 +85,8 @@ struct Runner {
     x = py::none();
     y = py::none();
     N = 0;
+    const int64_t per_row = std::max(op->in_shape().size(), op->out_shape().size());
+    if (n > (int64_t(1) << 40) / per_row) throw std::bad_alloc();  // keeps workspace(n) exact
     ws.assign(static_cast<size_t>(op->workspace(n)), T(0));
     iws.assign(static_cast<size_t>(op->int_workspace(n)), 0);
     N = n;
@@ -125,14 +130,28 @@ struct Runner {
 
 struct OpRunner {
   bool f64 = false;
+  std::mutex busy;  // one call at a time (the GIL is released inside forward and backward)
   std::unique_ptr<Runner<float>> r32;
   std::unique_ptr<Runner<double>> r64;
   template <class F>
   auto visit(F&& f) {
+    std::unique_lock<std::mutex> lock(busy, std::try_to_lock);
+    if (!lock.owns_lock())
+      throw py::value_error("OpRunner: this layer's op is running in another thread");
     if (f64) return f(*r64);
     return f(*r32);
   }
 };
+
+// pybind11's cast_error (a RuntimeError) as a TypeError that says what was expected.
+template <class F>
+auto typed(const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const py::cast_error& e) {
+    throw py::type_error(std::string(what) + ": " + e.what());
+  }
+}
 
 template <class T>
 std::unique_ptr<Runner<T>> make_runner(const std::string& kind, const py::dict& attrs,
@@ -143,7 +162,9 @@ std::unique_ptr<Runner<T>> make_runner(const std::string& kind, const py::dict& 
   } catch (const std::invalid_argument& e) {
     throw py::value_error(e.what());
   }
-  r->offsets = check_slots<T>(*r->op, slots_from(slots, kind), int64_t(1) << 40, "OpRunner");
+  r->offsets = typed("OpRunner: slots must be [(name, offset, shape)]", [&] {
+    return check_slots<T>(*r->op, slots_from(slots, kind), int64_t(1) << 40, "OpRunner");
+  });
   r->x_shape = {kAny};
   for (int64_t d : r->op->in_shape().dims) r->x_shape.push_back(d);
   r->y_shape = {kAny};
@@ -165,6 +186,8 @@ void bind_op(py::module_& m) {
       op = cpu::make_op<float>(kind, attrs_from(attrs, kind), shape_from(in_shape, kind));
     } catch (const std::invalid_argument& e) {
       throw py::value_error(e.what());
+    } catch (const py::cast_error& e) {
+      throw py::type_error(std::string("op_info: ") + e.what());
     }
     auto slots = [](const std::vector<cpu::Slot>& s) {
       py::list l;

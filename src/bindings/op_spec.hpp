@@ -19,6 +19,8 @@ inline cpu::OpAttrs attrs_from(const py::dict& d, const std::string& kind) {
   cpu::OpAttrs a;
   a.op = kind;
   for (const auto& kv : d) {
+    if (!py::isinstance<py::str>(kv.first))
+      throw py::type_error(kind + ": attribute names must be strings");
     const std::string key = py::cast<std::string>(kv.first);
     std::vector<double> v;
     py::handle h = kv.second;

@@ -382,7 +382,7 @@ namespace {
 template <class T>
 class ConvOp : public Op<T> {
  public:
-  ConvOp(const OpAttrs& a, const Shape& in, int64_t sd) : sd_(sd) {
+  ConvOp(const OpAttrs& a, const Shape& in, int64_t sd) {
     const std::string& op = a.op;
     const int64_t C = a.integer("in_channels", 1), O = a.integer("out_channels", 1);
     const auto k = a.ints("kernel", size_t(sd), 1), s = a.ints("stride", size_t(sd), 1);
@@ -430,7 +430,6 @@ class ConvOp : public Op<T> {
   }
 
  private:
-  int64_t sd_;
   ConvGeometry g_{};
   bool bias_;
   double l2_;

@@ -122,7 +122,10 @@ class DenseOp : public Op<T> {
                                   " values; put a Flatten before the Dense)");
     if (in.dims[0] != I_)
       throw std::invalid_argument("Dense: expects " + std::to_string(I_) +
-                                  " input features, got " + std::to_string(in.dims[0]));
+                                  " input features, got " + std::to_string(in.dims[0]) +
+                                  " (Dense(" + std::to_string(in.dims[0]) + ", " +
+                                  std::to_string(O_) + ") or Dense(" + std::to_string(O_) +
+                                  ") would take them)");
     this->in_ = in;
     this->out_ = Shape{{O_}};
     this->params_.push_back({"weight", {I_, O_}});

@@ -85,6 +85,9 @@ void Network<T>::reserve(int64_t N) {
   int64_t widest = in_shape().size();
   for (size_t i = 0; i < n; ++i) {
     const Op<T>& op = *ops_[i].op;
+    // Every op's workspace formula multiplies N by its per-sample sizes: keep those products
+    // far from int64 overflow (beyond them no allocation could succeed anyway).
+    elems(N, std::max(op.in_shape().size(), op.out_shape().size()));
     widest = std::max(widest, op.out_shape().size());
     w.acts[i].assign(elems(N, op.out_shape().size()), T(0));
     w.scratch[i].assign(elems(1, op.workspace(N)), T(0));

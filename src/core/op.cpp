@@ -124,9 +124,14 @@ std::unique_ptr<Op<T>> make_op(const std::string& kind, const OpAttrs& attrs, co
   if (in.rank() < 1 || in.rank() > 3)
     throw std::invalid_argument(kind + ": the per-sample input shape must have 1 to 3 axes, got " +
                                 in.str());
-  for (int64_t d : in.dims)
+  int64_t size = 1;
+  for (int64_t d : in.dims) {
     if (d < 1 || d > (int64_t(1) << 40))
       throw std::invalid_argument(kind + ": every input axis must be >= 1, got " + in.str());
+    size *= d;  // <= 2^40 after each step (checked below), so no overflow
+    if (size > (int64_t(1) << 40))
+      throw std::invalid_argument(kind + ": the input " + in.str() + " has more than 2^40 values per sample");
+  }
   OpAttrs named = attrs;
   named.op = kind;
   if constexpr (sizeof(T) == 4) return it->second.first(named, in);

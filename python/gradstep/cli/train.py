@@ -40,6 +40,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--resume", default=None, metavar="PATH",
                    help="continue the run saved in PATH up to --epochs epochs in all (default: a new run)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("pre-training")
+    g.add_argument("--pretrain", type=common.nonneg_int, default=0, metavar="EPOCHS",
+                   help="first pre-train each hidden layer greedily as an autoencoder for EPOCHS epochs "
+                        "(gs.pretrain.autoencoders; default: off)")
+    g.add_argument("--pretrain-noise", type=common.float_in(0.0, 1.0, hi_open=True), default=0.0, metavar="P",
+                   help="denoising pre-training: zero each autoencoder input with probability P")
     return p
 
 
@@ -64,6 +70,10 @@ def run(args: Any) -> int:
     for flag in ("out", "checkpoint"):
         common.check_output_path(f"--{flag}", getattr(args, flag))
     common.check_png_path("--plot", args.plot)
+    if args.pretrain_noise > 0 and not args.pretrain:
+        raise UsageError("--pretrain-noise: give the pre-training epochs too (--pretrain EPOCHS)")
+    if args.pretrain and args.resume:
+        raise UsageError("--pretrain: a resumed run continues from its saved weights; pre-train a new run instead")
 
     model = None
     if args.resume:
@@ -84,6 +94,13 @@ def run(args: Any) -> int:
         model.feature_names_in_ = prep.table.feature_names
         model.metadata = {"cli": {"seed": args.seed, "val": args.val, "test": args.test, "batch_size": args.batch_size,
                                   "task": task.name, "target": prep.table.target_name}}
+        if args.pretrain:
+            # on the rows fit will train on (validation_split holds out the last ones)
+            n_fit = prep.X_train.shape[0] - int(prep.X_train.shape[0] * args.val)
+            result = gs.pretrain.autoencoders(model, prep.X_train[:n_fit], epochs=args.pretrain,
+                                              batch_size=args.batch_size,
+                                              noise=args.pretrain_noise, seed=args.seed, verbose=0)
+            print(f"pre-trained the hidden layers as autoencoders ({args.pretrain} epochs each):\n{result.table()}")
     else:
         _check_resumed_data(model, prep)
     print(prep.describe())
