@@ -63,16 +63,23 @@ inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
   hi = std::clamp(hi, lo, out);
 }
 
-// Unfolds one image x (C,H,W) into columns [0, OH·OW) of col, rows (c,kh,kw), row stride ld.
-// Row by row with the valid span worked out once per kernel offset, so the inner loops are plain
-// copies (stride 1) or gathers with no bounds test per element. The loops are written out rather
-// than calling memcpy/memset: on the small images of these networks a row is 4-28 values, where a
-// library call per row costs more than the copy (measured: 3x on the digits CNN's second conv).
+// GCC turns the short copy and zero loops below into memmove/memset calls
+// (-ftree-loop-distribute-patterns); on rows of 4-28 values the call costs more than the copy.
+#if defined(__GNUC__) && !defined(__clang__)
+#define GS_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define GS_NO_LIBCALLS
+#endif
+
+// Unfolds nb images x (nb, C,H,W) (image stride in_img) into col: rows (c,kh,kw) of row stride
+// ld, image i in columns [i·OH·OW, (i+1)·OH·OW). The kernel offset is the outer loop and the
+// images the inner one, so the valid span of each offset is worked out once per chunk, and the
+// inner loops are plain copies (stride 1) or gathers with no bounds test per element.
 template <class T>
-void im2col(T* __restrict col, int64_t ld, const T* __restrict x, const ConvGeometry& g) {
-  const int64_t OH = g.OH(), OW = g.OW(), SW = g.SW;
+GS_NO_LIBCALLS void im2col(T* __restrict col, int64_t ld, const T* __restrict x, int64_t nb,
+                           int64_t in_img, const ConvGeometry& g) {
+  const int64_t OH = g.OH(), OW = g.OW(), SW = g.SW, P = OH * OW;
   for (int64_t c = 0; c < g.C; ++c) {
-    const T* xc = x + c * g.H * g.W;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       const int64_t offh = kh * g.DH - g.PT;
       int64_t h_lo, h_hi;
@@ -81,33 +88,39 @@ void im2col(T* __restrict col, int64_t ld, const T* __restrict x, const ConvGeom
         const int64_t offw = kw * g.DW - g.PL;
         int64_t w_lo, w_hi;
         valid_range(offw, SW, g.W, OW, w_lo, w_hi);
-        T* dst = col + ((c * g.KH + kh) * g.KW + kw) * ld;
-        for (int64_t k = 0; k < h_lo * OW; ++k) dst[k] = T(0);
-        for (int64_t oh = h_lo; oh < h_hi; ++oh) {
-          T* d = dst + oh * OW;
-          const T* s = xc + (oh * g.SH + offh) * g.W + offw;
-          for (int64_t ow = 0; ow < w_lo; ++ow) d[ow] = T(0);
-          if (SW == 1) {
-            for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] = s[ow];
-          } else {
-            for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] = s[ow * SW];
+        T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
+        for (int64_t i = 0; i < nb; ++i) {
+          T* dst = row + i * P;
+          const T* xc = x + i * in_img + c * g.H * g.W;
+          for (int64_t k = 0; k < h_lo * OW; ++k) dst[k] = T(0);
+          for (int64_t oh = h_lo; oh < h_hi; ++oh) {
+            T* d = dst + oh * OW;
+            const T* s = xc + (oh * g.SH + offh) * g.W + offw;
+            for (int64_t ow = 0; ow < w_lo; ++ow) d[ow] = T(0);
+            if (SW == 1) {
+              for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] = s[ow];
+            } else {
+              for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] = s[ow * SW];
+            }
+            for (int64_t ow = w_hi; ow < OW; ++ow) d[ow] = T(0);
           }
-          for (int64_t ow = w_hi; ow < OW; ++ow) d[ow] = T(0);
+          for (int64_t k = h_hi * OW; k < P; ++k) dst[k] = T(0);
         }
-        for (int64_t k = h_hi * OW; k < OH * OW; ++k) dst[k] = T(0);
       }
     }
   }
 }
 
-// The adjoint of im2col: dx (C,H,W) = Σ over the kernel offsets of the columns of dcol placed
-// back where they were read from. Overwrites dx; the additions run in a fixed order.
+// The adjoint of im2col: dx (nb, C,H,W) = Σ over the kernel offsets of the columns of dcol placed
+// back where they were read from. Overwrites dx; every element's additions run in (kh, kw, oh)
+// order, whatever the chunk size.
 template <class T>
-void col2im(T* __restrict dx, const T* __restrict dcol, int64_t ld, const ConvGeometry& g) {
-  const int64_t OH = g.OH(), OW = g.OW(), SW = g.SW;
-  for (int64_t k = 0; k < g.C * g.H * g.W; ++k) dx[k] = T(0);
+GS_NO_LIBCALLS void col2im(T* __restrict dx, const T* __restrict dcol, int64_t ld, int64_t nb,
+                           int64_t in_img, const ConvGeometry& g) {
+  const int64_t OH = g.OH(), OW = g.OW(), SW = g.SW, P = OH * OW;
+  for (int64_t i = 0; i < nb; ++i)
+    for (int64_t k = 0; k < g.C * g.H * g.W; ++k) dx[i * in_img + k] = T(0);
   for (int64_t c = 0; c < g.C; ++c) {
-    T* dxc = dx + c * g.H * g.W;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       const int64_t offh = kh * g.DH - g.PT;
       int64_t h_lo, h_hi;
@@ -116,14 +129,18 @@ void col2im(T* __restrict dx, const T* __restrict dcol, int64_t ld, const ConvGe
         const int64_t offw = kw * g.DW - g.PL;
         int64_t w_lo, w_hi;
         valid_range(offw, SW, g.W, OW, w_lo, w_hi);
-        const T* src = dcol + ((c * g.KH + kh) * g.KW + kw) * ld;
-        for (int64_t oh = h_lo; oh < h_hi; ++oh) {
-          const T* s = src + oh * OW;
-          T* d = dxc + (oh * g.SH + offh) * g.W + offw;
-          if (SW == 1) {
-            for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] += s[ow];
-          } else {
-            for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow * SW] += s[ow];
+        const T* row = dcol + ((c * g.KH + kh) * g.KW + kw) * ld;
+        for (int64_t i = 0; i < nb; ++i) {
+          const T* src = row + i * P;
+          T* dxc = dx + i * in_img + c * g.H * g.W;
+          for (int64_t oh = h_lo; oh < h_hi; ++oh) {
+            const T* s = src + oh * OW;
+            T* d = dxc + (oh * g.SH + offh) * g.W + offw;
+            if (SW == 1) {
+              for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow] += s[ow];
+            } else {
+              for (int64_t ow = w_lo; ow < w_hi; ++ow) d[ow * SW] += s[ow];
+            }
           }
         }
       }
@@ -178,8 +195,7 @@ void conv_forward(T* y, T* ws, const T* x, const T* w, const T* b, int64_t N,
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t n0 = ch * p.B, nb = std::min(p.B, N - n0), cols = nb * P;
       const T* a = p.direct ? x + n0 * in_img : col;
-      if (!p.direct)
-        for (int64_t i = 0; i < nb; ++i) im2col(col + i * P, cols, x + (n0 + i) * in_img, g);
+      if (!p.direct) im2col(col, cols, x + n0 * in_img, nb, in_img, g);
       if (nb == 1) {
         // Straight into y: seed it with the bias rows and let the product accumulate (beta = 1).
         T* yn = y + n0 * out_img;
@@ -254,8 +270,7 @@ void conv_backward(T* dx, T* dw, T* db, T* ws, const T* dy, const T* x, const T*
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t n0 = ch * p.B, nb = std::min(p.B, N - n0), cols = nb * P;
       const T* a = p.direct ? x + n0 * in_img : col;
-      if (!p.direct)
-        for (int64_t i = 0; i < nb; ++i) im2col(col + i * P, cols, x + (n0 + i) * in_img, g);
+      if (!p.direct) im2col(col, cols, x + n0 * in_img, nb, in_img, g);
       // The chunk's output gradient as one (O, nb·P) matrix: a view of dy for a single image,
       // else gathered image by image.
       const T* d = dy + n0 * out_img;
@@ -274,7 +289,7 @@ void conv_backward(T* dx, T* dw, T* db, T* ws, const T* dy, const T* x, const T*
         gemm_whole<T>(true, false, K, P, O, T(1), w, K, d, P, T(0), dx + n0 * in_img, P);
       } else {
         gemm_whole<T>(true, false, K, cols, O, T(1), w, K, d, cols, T(0), dcol, cols);
-        for (int64_t i = 0; i < nb; ++i) col2im(dx + (n0 + i) * in_img, dcol + i * P, cols, g);
+        col2im(dx + n0 * in_img, dcol, cols, nb, in_img, g);
       }
     }
   });
