@@ -52,7 +52,8 @@ def build_gradstep(sizes, act, seed=0):
     return model
 
 
-def build_torch(gmodel, sizes, act):
+def torch_dense_layers(gmodel, act):
+    """PyTorch copies of gmodel's Dense layers (same weights), activation between them."""
     import torch
     mods = []
     dense = [l for l in gmodel.layers if type(l).__name__ == "Dense"]
@@ -64,7 +65,12 @@ def build_torch(gmodel, sizes, act):
         mods.append(lin)
         if i < len(dense) - 1:
             mods.append(torch.nn.ReLU() if act == "relu" else torch.nn.Tanh())
-    model = torch.nn.Sequential(*mods)
+    return mods
+
+
+def build_torch(gmodel, sizes, act):
+    import torch
+    model = torch.nn.Sequential(*torch_dense_layers(gmodel, act))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     loss_fn = torch.nn.CrossEntropyLoss()
 

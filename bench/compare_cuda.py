@@ -16,11 +16,15 @@ gradstep with PyTorch eager at batch 32/128/512 (--conv-only runs just them, --n
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import torch_dense_layers  # noqa: E402
 
 NETS = [
     ("784-256-128-10 ReLU", [784, 256, 128, 10], "relu"),
@@ -143,17 +147,7 @@ def build_gradstep(sizes, act):
 
 def build_torch(gmodel, act, graph: bool, x0, y0):
     import torch
-    mods = []
-    dense = [l for l in gmodel.layers if type(l).__name__ == "Dense"]
-    for i, d in enumerate(dense):
-        lin = torch.nn.Linear(d.in_features, d.out_features)
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(d.params["weight"].T.copy()))
-            lin.bias.copy_(torch.from_numpy(d.params["bias"].copy()))
-        mods.append(lin)
-        if i < len(dense) - 1:
-            mods.append(torch.nn.ReLU() if act == "relu" else torch.nn.Tanh())
-    model = torch.nn.Sequential(*mods).cuda()
+    model = torch.nn.Sequential(*torch_dense_layers(gmodel, act)).cuda()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, capturable=graph)
     loss_fn = torch.nn.CrossEntropyLoss()
 
