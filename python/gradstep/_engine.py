@@ -23,6 +23,20 @@ from . import _checks, _core
 from . import losses as _losses
 
 
+def parse_targets(y: Any, label_kind: str | None, k: int, n: int, dtype: Any) -> tuple[Any, Any]:
+    """(labels, None) or (None, target) for a step's yb: int64 (N,) labels pass as they are,
+    other 1-D input (or any non-array) is read as class labels when the loss takes labels, the
+    rest as a float target, a 1-D one reshaped to (N, 1) when there is one output."""
+    if isinstance(y, np.ndarray) and y.dtype == np.int64 and y.ndim == 1 and y.flags.c_contiguous:
+        return y, None
+    if label_kind is not None and (not isinstance(y, np.ndarray) or y.ndim == 1):
+        return _checks.class_labels(y, "train_step: yb", k, n), None
+    target = _checks.float_array(y, "train_step: yb", dtype)
+    if target.ndim == 1 and k == 1:
+        target = target.reshape(-1, 1)
+    return None, target
+
+
 class Engine:
     """One `_core.Network` per target kind (labels / arrays), built on first use."""
 
@@ -81,18 +95,9 @@ class Engine:
         if n < self.min_batch:
             raise ValueError(f"train_step: BatchNorm needs more than 1 sample per batch in training "
                              f"(Expected more than 1 value per channel), got a batch of {n}")
-        labels = target = None
         label_kind, array_kind = self.kinds
         k = self.model.out_features
-        y = yb
-        if isinstance(y, np.ndarray) and y.dtype == np.int64 and y.ndim == 1 and y.flags.c_contiguous:
-            labels = y
-        elif label_kind is not None and (not isinstance(y, np.ndarray) or y.ndim == 1):
-            labels = _checks.class_labels(y, "train_step: yb", k, n)
-        else:
-            target = _checks.float_array(y, "train_step: yb", self.dtype)
-            if target.ndim == 1 and k == 1:
-                target = target.reshape(-1, 1)
+        labels, target = parse_targets(yb, label_kind, k, n, self.dtype)
         loss_name = type(self.model.loss).__name__
         if labels is not None:
             if label_kind is None:

@@ -119,6 +119,17 @@ def reconstruction_loss(loss: Any, X: np.ndarray, ends_in_sigmoid: bool, fn: str
     return _losses.BinaryCrossEntropy(from_logits=not ends_in_sigmoid)
 
 
+def eval_forward(layers: list[Layer], X: np.ndarray, batch_size: int) -> np.ndarray:
+    """The layers' evaluation-mode output for X, run batch_size rows at a time."""
+    outs = []
+    for s in range(0, X.shape[0], batch_size):
+        h = X[s:s + batch_size]
+        for layer in layers:
+            h = layer.forward(h, training=False)
+        outs.append(h)
+    return np.concatenate(outs, axis=0)
+
+
 class Autoencoder:
     """An encoder and a decoder trained together to reconstruct the input.
 
@@ -250,13 +261,7 @@ class Autoencoder:
 
     # ---- use ---------------------------------------------------------------------------------
     def _run(self, layers: list[Layer], X: np.ndarray, batch_size: int) -> np.ndarray:
-        outs = []
-        for s in range(0, X.shape[0], batch_size):
-            h = X[s:s + batch_size]
-            for layer in layers:
-                h = layer.forward(h, training=False)
-            outs.append(h)
-        return np.concatenate(outs, axis=0)
+        return eval_forward(layers, X, batch_size)
 
     def encode(self, X: Any, batch_size: int = 256) -> np.ndarray:
         """The codes: the encoder's output in evaluation mode."""

@@ -357,18 +357,11 @@ class Engine:
 
     def _host_targets(self, yb: Any, n: int) -> np.ndarray:
         """Labels (N,) int64 or targets (N, K), read as the CPU engine reads them."""
-        from . import _checks
+        from ._engine import parse_targets
         label_kind, _ = self.kinds
         k = self.model.out_features
-        y = yb
-        if isinstance(y, np.ndarray) and y.dtype == np.int64 and y.ndim == 1 and y.flags.c_contiguous:
-            labels = y
-        elif label_kind is not None and (not isinstance(y, np.ndarray) or y.ndim == 1):
-            labels = _checks.class_labels(y, "train_step: yb", k, n)
-        else:
-            target = _checks.float_array(y, "train_step: yb", self.model.dtype)
-            if target.ndim == 1 and k == 1:
-                target = target.reshape(-1, 1)
+        labels, target = parse_targets(yb, label_kind, k, n, self.model.dtype)
+        if labels is None:
             if target.shape != (n, k):
                 raise ValueError(f"train_step: yb must have shape ({n}, {k}), got {target.shape}")
             return np.ascontiguousarray(target)

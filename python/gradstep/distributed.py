@@ -194,7 +194,7 @@ class _SingleProcess:
 
     def step(self, model: Any, xb: np.ndarray, yb: np.ndarray, size: int,
              sample_weight: np.ndarray | None = None) -> float:
-        return model.train_step(xb, yb, sample_weight)
+        return model._step(xb, yb, sample_weight)  # fit checked X and y once, before the first batch
 
     def any_stop(self, flag: bool, batch: bool = False) -> bool:
         return flag

@@ -363,6 +363,11 @@ class Sequential:
         # NaN or inf in a batch would poison the weights silently: refused as fit refuses them.
         _checks.check_finite(xb, "train_step: xb")
         _checks.check_finite(yb, "train_step: yb")
+        return self._step(xb, yb, sample_weight)
+
+    def _step(self, xb: Any, yb: Any, sample_weight: Any = None) -> float:
+        """`train_step` without the finiteness checks, for `fit`, which checked the whole X and y
+        once before its first batch (so the hot path does not sum every batch again)."""
         self._settle(xb)
         if self.device != "cpu":
             if sample_weight is not None:
@@ -478,7 +483,12 @@ class Sequential:
                 raise ValueError(f"{what}: {yname} must have shape ({X.shape[0]}, {self.out_features}) to match "
                                  f"the model's outputs, got {y.shape}")
             y = np.ascontiguousarray(y, dtype=self.dtype)
-        return self._network_input(X), y
+        X = self._network_input(X)
+        # Once per call, not per batch: a finite raw X can still overflow when standardized or cast
+        # to the model's dtype (train_step, which fit's batches skip, would have caught it).
+        _checks.check_finite(X, f"{what}: {xname} (standardized, as {self.dtype.name})")
+        _checks.check_finite(y, f"{what}: {yname} (as the model's dtype)")
+        return X, y
 
     def _network_input(self, X: np.ndarray) -> np.ndarray:
         """Checked raw data -> what the first layer takes: `preprocessing` applied, model dtype."""

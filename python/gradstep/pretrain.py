@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _checks
 from . import optim as _optim
-from .autoencoder import Autoencoder, check_noise, reconstruction_loss
+from .autoencoder import Autoencoder, check_noise, eval_forward, reconstruction_loss
 from .layers.base import LAYER_REGISTRY, Layer
 from .layers.dense import Dense
 from .model import Sequential
@@ -192,10 +192,4 @@ def _forward(layers: list[Layer], h: np.ndarray, batch_size: int = 1024) -> np.n
     """The layers' evaluation-mode output for h, in batches."""
     if not layers:
         return h
-    outs = []
-    for s in range(0, h.shape[0], batch_size):
-        x = h[s:s + batch_size]
-        for layer in layers:
-            x = layer.forward(x, training=False)
-        outs.append(x)
-    return np.ascontiguousarray(np.concatenate(outs, axis=0))
+    return np.ascontiguousarray(eval_forward(layers, h, batch_size))
