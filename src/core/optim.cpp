@@ -32,8 +32,7 @@ constexpr int64_t kBlock = 4096;
 template <class F>
 void run_blocks(int64_t P, const F& f) {
   const int64_t blocks = (P + kBlock - 1) / kBlock;
-  GS_PARALLEL_FOR(P)
-  for (int64_t b = 0; b < blocks; ++b) f(b * kBlock, std::min(P, (b + 1) * kBlock));
+  parallel_for(blocks, P >= kParallelMin, [&](int64_t b) { f(b * kBlock, std::min(P, (b + 1) * kBlock)); });
 }
 
 // Calls f(std::integral_constant<bool, b>), turning a run-time flag into a template argument so the
