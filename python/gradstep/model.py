@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from . import _checks, _engine, _interrupt, _random
+from . import _checks, _engine, _epoch, _interrupt, _random
 from . import distributed as _distributed
 from . import preprocessing as _prep
 from . import losses as _losses
@@ -63,6 +63,11 @@ class Sequential:
     `seed` makes the model reproducible: parameters of layers built without a seed of their own
     are drawn again from it, and it is the default seed of `fit`'s shuffling and dropout.
     """
+
+    # fit runs each epoch's batches in C++ chunks when that gives the per-batch loop's bits
+    # (gradstep/_epoch.py); True forces the per-batch loop. _fit_path says which the last epoch took.
+    _per_batch_fit = False
+    _fit_path = ""
 
     def __init__(self, layers: Iterable[Layer] | None = None, dtype: Any = "float32",
                  seed: int | None = None, input_shape: Any = None) -> None:
@@ -653,48 +658,53 @@ class Sequential:
                 tracker = _metrics.Tracker(self.metrics, self.loss)
                 bar = progress(n_batches, f"Epoch {epoch + 1}/{self.epochs_done - e + epochs}")
                 stopped_in_batch = False
-                for b in range(n_batches):
-                    lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
-                    mine, end = run.share(lo, hi)  # this process's rows of the batch (all of them on one)
-                    if device_data is not None:
-                        idx = order[lo:hi] if shuffle else np.arange(lo, hi)
-                        yb = y[idx]
-                        self._last_output = None
-                        value = self._device_engine.step_indices(device_data, idx)
-                        self._host_stale = True
-                    else:
-                        wb = None
-                        if shuffle:
-                            idx = order[mine:end]
-                            xb, yb = xbuf[:end - mine], ybuf[:end - mine]
-                            np.take(X, idx, axis=0, out=xb)
-                            np.take(y, idx, axis=0, out=yb)
-                            if weights is not None:
-                                wb = wbuf[:end - mine]
-                                np.take(weights, idx, out=wb)
+                # Decided per epoch (after on_epoch_begin, which may change the model).
+                fast = _epoch.plan(self, run, callbacks, y, weights, device_data is not None)
+                if fast is not None:  # the epoch in C++ chunks: same bits (see gradstep/_epoch.py)
+                    b, stopped_in_batch = fast.run(X, order, batch_size, sums, tracker, bar, interrupt, epoch)
+                else:
+                    for b in range(n_batches):
+                        lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                        mine, end = run.share(lo, hi)  # this process's rows of the batch (all of them on one)
+                        if device_data is not None:
+                            idx = order[lo:hi] if shuffle else np.arange(lo, hi)
+                            yb = y[idx]
+                            self._last_output = None
+                            value = self._device_engine.step_indices(device_data, idx)
+                            self._host_stale = True
                         else:
-                            xb, yb = X[mine:end], y[mine:end]
-                            wb = None if weights is None else weights[mine:end]
-                        value = run.step(self, xb, yb, hi - lo, wb)
-                    sums["loss"] += value * (hi - lo)
-                    if self.metrics and len(yb):
-                        tracker.update(self._train_output(), yb)
-                    if bar is not None:
-                        bar.update(1)
-                        if b % 8 == 0 or b == n_batches - 1:
-                            bar.set_postfix_str(f"loss={sums['loss'] / min(n, (b + 1) * batch_size):.4f}", refresh=False)
-                    for cb in callbacks:
-                        cb.on_batch_end(b, {"loss": value, "size": hi - lo})
-                    if interrupt.requested:  # Ctrl-C: this batch is done; the epoch is not
+                            wb = None
+                            if shuffle:
+                                idx = order[mine:end]
+                                xb, yb = xbuf[:end - mine], ybuf[:end - mine]
+                                np.take(X, idx, axis=0, out=xb)
+                                np.take(y, idx, axis=0, out=yb)
+                                if weights is not None:
+                                    wb = wbuf[:end - mine]
+                                    np.take(weights, idx, out=wb)
+                            else:
+                                xb, yb = X[mine:end], y[mine:end]
+                                wb = None if weights is None else weights[mine:end]
+                            value = run.step(self, xb, yb, hi - lo, wb)
+                        sums["loss"] += value * (hi - lo)
+                        if self.metrics and len(yb):
+                            tracker.update(self._train_output(), yb)
                         if bar is not None:
-                            bar.close()
-                        self.interrupted_at = (epoch, b + 1, n_batches)
-                        raise KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1} after batch "
-                                                f"{b + 1} of {n_batches}")
-                    if run.any_stop(self.stop_training, batch=True):
-                        self.stop_training = True
-                        stopped_in_batch = True
-                        break
+                            bar.update(1)
+                            if b % 8 == 0 or b == n_batches - 1:
+                                bar.set_postfix_str(f"loss={sums['loss'] / min(n, (b + 1) * batch_size):.4f}", refresh=False)
+                        for cb in callbacks:
+                            cb.on_batch_end(b, {"loss": value, "size": hi - lo})
+                        if interrupt.requested:  # Ctrl-C: this batch is done; the epoch is not
+                            if bar is not None:
+                                bar.close()
+                            self.interrupted_at = (epoch, b + 1, n_batches)
+                            raise KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1} after batch "
+                                                    f"{b + 1} of {n_batches}")
+                        if run.any_stop(self.stop_training, batch=True):
+                            self.stop_training = True
+                            stopped_in_batch = True
+                            break
                 seen = n if not stopped_in_batch else min(n, (b + 1) * batch_size)
                 run.end_epoch(self)
                 logs = {"loss": sums["loss"] / seen, **run.results(tracker)}
