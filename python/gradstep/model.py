@@ -479,6 +479,7 @@ class Sequential:
                              f"{X.shape[0]} and {y.shape[0] if y.ndim else 'a scalar'}")
         if _checks.first_nonfinite(y) is not None:
             raise ValueError(f"{what}: {yname} holds NaN or inf (first at index {_checks.first_nonfinite(y)[0]})")
+        checked_X, checked_y = X, y
         if self._labels_loss() and y.ndim == 1:
             y = _checks.class_labels(y, f"{what}: {yname}", self.out_features)
         else:
@@ -490,9 +491,12 @@ class Sequential:
             y = np.ascontiguousarray(y, dtype=self.dtype)
         X = self._network_input(X)
         # Once per call, not per batch: a finite raw X can still overflow when standardized or cast
-        # to the model's dtype (train_step, which fit's batches skip, would have caught it).
-        _checks.check_finite(X, f"{what}: {xname} (standardized, as {self.dtype.name})")
-        _checks.check_finite(y, f"{what}: {yname} (as the model's dtype)")
+        # to the model's dtype (train_step, which fit's batches skip, would have caught it). An
+        # array that came through unchanged (already the model's dtype) was checked above.
+        if X is not checked_X:
+            _checks.check_finite(X, f"{what}: {xname} (standardized, as {self.dtype.name})")
+        if y is not checked_y:
+            _checks.check_finite(y, f"{what}: {yname} (as the model's dtype)")
         return X, y
 
     def _network_input(self, X: np.ndarray) -> np.ndarray:
