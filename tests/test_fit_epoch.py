@@ -415,3 +415,39 @@ def test_train_batches_counts_and_sums_as_train_step_does(rng):
     for k, v in ref.state_dict().items():
         assert _same_array(m.state_dict()[k], v), k
     assert m.optimizer.iterations == ref.optimizer.iterations
+
+
+# ---- evaluation through the engine's network --------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_evaluate_and_validation_through_the_engine_give_the_layer_path_bits(rng, dtype):
+    X = rng.standard_normal((70, 1, 8, 8)).astype(dtype)
+    y = (X[:, 0, :4].sum(axis=(1, 2)) > 0).astype(np.int64) + 2 * (X[:, 0, 4:].sum(axis=(1, 2)) > 0)
+
+    def build():
+        m = gs.Sequential([gs.Conv2D(1, 4, 3, padding=1), gs.BatchNorm(4), gs.LeakyReLU(), gs.MaxPool2D(2),
+                           gs.Flatten(), gs.Dropout(0.3), gs.Maxout(64, 12, pieces=2), gs.PReLU(),
+                           gs.Dense(12, 4), gs.Softmax()], dtype=dtype, seed=0)
+        m.compile(gs.NLL(), gs.Adam(1e-2), metrics=["accuracy", "f1", "auc"])
+        return m
+    fast, slow = _twins(build, X, y, epochs=2, batch_size=16, validation_data=(X[:30], y[:30]))
+    assert "val_f1" in fast.history.history
+    engine = fast.evaluate(X, y, batch_size=32)
+    fast.use_engine = False
+    layers = fast.evaluate(X, y, batch_size=32)
+    assert engine == layers and engine.keys() == {"loss", "accuracy", "f1", "auc"}
+    # the evaluation network has a workspace of its own: the last training batch's outputs stay
+    fast.use_engine = True
+    assert fast._engine.nets["infer"] is not fast._engine.nets[fast._engine.last_code]
+
+
+def test_network_infer_checks_its_input(rng):
+    m, _, X, y = _net(rng)
+    net = m._engine._net("infer")
+    assert _same_array(net.infer(X[:5]), m.predict(X[:5]))
+    with pytest.raises(TypeError, match="x must have dtype float32"):
+        net.infer(X[:5].astype(np.float64))
+    with pytest.raises(ValueError, match=r"x must have shape \(\*, 12\)"):
+        net.infer(X[:5, :3].copy())
+    with pytest.raises(ValueError, match="at least one row"):
+        net.infer(X[:0])

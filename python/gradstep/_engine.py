@@ -109,13 +109,22 @@ class Engine:
         self.nets.clear()
 
     def _net(self, kind: str) -> Any:
+        """The network for loss kind `kind`; "infer": the one evaluation runs (a workspace of its
+        own, so that it leaves the last training step's outputs alone)."""
         net = self.nets.get(kind)
         if net is None:
             arena = self.model.arena
-            net = _core.Network(self.ops, self.in_shape, kind, self.optimizer.kernel, arena.params,
+            loss = kind if kind != "infer" else (self.kinds[0] or self.kinds[1])
+            net = _core.Network(self.ops, self.in_shape, loss, self.optimizer.kernel, arena.params,
                                 arena.grads, self.state0, self.state1)
             self.nets[kind] = net
         return net
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The outputs for x (the model's dtype and input shape) in evaluation mode, in one C++
+        call: the bits of the layers' forward(training=False)."""
+        self._prepare()
+        return self._net("infer").infer(x)
 
     def usable(self) -> bool:
         """Still valid for the model's current optimizer and state (else the model rebuilds it)."""

@@ -786,9 +786,12 @@ class Sequential:
         metrics tracker) over (X, y) in evaluation mode."""
         total = 0.0
         tracker = _metrics.Tracker(self.metrics, self.loss)
+        # Through the whole-step engine's network when there is one (one C++ call per batch, the
+        # same bits as the layers' forward), else layer by layer.
+        engine = self._get_engine() if self.device == "cpu" and X.dtype == self.dtype else False
         for start in range(0, X.shape[0], batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-            out = self.forward(xb, training=False)
+            out = engine.infer(xb) if engine else self.forward(xb, training=False)
             if weights is None:
                 total += self.loss.forward(out, yb) * xb.shape[0]
             else:

@@ -505,6 +505,29 @@ void bind_network(py::module_& m) {
            py::arg("dropout_seeds"), py::arg("hyper"), py::arg("step"), py::arg("clip") = py::none(),
            py::arg("loss_sum") = 0.0, py::arg("accuracy") = 0, py::arg("threshold") = 0.5,
            py::arg("outputs") = py::none(), py::arg("stop_nonfinite") = false)
+      // outputs = infer(x): the network's outputs (N, out...) in evaluation mode (BatchNorm's
+      // running statistics, no dropout), the same bits as the layers' forward(training=False).
+      // The outputs of a training step (output()) are replaced.
+      .def("infer", [](NetworkHandle& h, const py::array& x) -> py::array {
+        auto lock = exclusive(h.busy, "Network.infer");
+        return h.visit([&](auto& impl) -> py::array {
+          using T = typename std::remove_reference_t<decltype(impl)>::value_type;
+          const char* fn = "Network.infer";
+          const T* px = in<T>(x, fn, "x", impl.x_shape);
+          const int64_t N = dim(x, 0);
+          if (N < 1) throw py::value_error(std::string(fn) + ": x must have at least one row");
+          h.recheck<T>(fn);
+          std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(N)};
+          for (int64_t d : impl.net->out_shape().dims) shape.push_back(static_cast<py::ssize_t>(d));
+          auto a = empty<T>(shape);
+          {
+            py::gil_scoped_release nogil;
+            impl.net->infer(px, N);
+            std::copy(impl.net->output(), impl.net->output() + N * h.K, a.mutable_data());
+          }
+          return a;
+        });
+      }, py::arg("x"))
       // A copy of the last completed batch's outputs (N, out...), for the training metrics.
       .def("output", [](NetworkHandle& h) -> py::array {
         auto lock = exclusive(h.busy, "Network.output");

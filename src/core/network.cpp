@@ -52,7 +52,7 @@ Network<T>::Network(std::vector<NetOp<T>> ops, LossKind loss, T* params, T* grad
 }
 
 template <class T>
-OpArgs<T> Network<T>::args(size_t i, int64_t N, uint64_t seed) const {
+OpArgs<T> Network<T>::args(size_t i, int64_t N, uint64_t seed, bool training) const {
   OpArgs<T> a;
   a.w = ops_[i].w.data();
   a.dw = ops_[i].dw.data();
@@ -60,7 +60,7 @@ OpArgs<T> Network<T>::args(size_t i, int64_t N, uint64_t seed) const {
   a.ws = const_cast<T*>(ws_.scratch[i].data());
   a.iws = const_cast<int32_t*>(ws_.iscratch[i].data());
   a.N = N;
-  a.training = true;
+  a.training = training;
   a.seed = seed;
   return a;
 }
@@ -182,6 +182,20 @@ double Network<T>::forward_backward(const T* x, const int64_t* labels, const T* 
   }
   last_N_ = N;
   return value + penalty;
+}
+
+template <class T>
+void Network<T>::infer(const T* x, int64_t N) {
+  if (N < 1) throw std::invalid_argument("Network: x must have at least one row");
+  reserve(N);
+  last_N_ = 0;
+  const T* in = x;
+  for (size_t i = 0; i < ops_.size(); ++i) {
+    T* y = ws_.acts[i].data();
+    ops_[i].op->forward(args(i, N, 0, false), y, in);
+    in = y;
+  }
+  last_N_ = N;
 }
 
 template <class T>

@@ -113,6 +113,9 @@ class Network {
   double forward_backward(const T* x, const int64_t* labels, const T* target, int64_t N,
                           const uint64_t* seeds, const double* weights = nullptr);
   void update(const OptArgs<T>& o);
+  // Every op's forward in evaluation mode (BatchNorm's running statistics, no dropout) on x (N
+  // rows): output() then holds the outputs, as a lone layer's forward(training=False) chain gives.
+  void infer(const T* x, int64_t N);
   // Throws std::invalid_argument unless batches [b0, b1) of `d` can run: 0 <= b0 < b1 <= number of
   // batches, every batch at least min_batch() rows, every order entry, label (in [0, K)) and
   // weight (finite, >= 0) that those batches use valid. `d`'s array sizes are the caller's to check.
@@ -153,7 +156,7 @@ class Network {
     std::vector<T> grad_a, grad_b, loss_scratch;
   };
   void reserve(int64_t N);
-  OpArgs<T> args(size_t i, int64_t N, uint64_t seed) const;
+  OpArgs<T> args(size_t i, int64_t N, uint64_t seed, bool training = true) const;
 
   std::vector<NetOp<T>> ops_;
   LossKind loss_;
