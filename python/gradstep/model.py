@@ -579,7 +579,12 @@ class Sequential:
         class left out weighs 1) weight each sample's loss: the loss is Σ w_i·loss_i / N (Keras's
         convention; see gs.losses), with w the product of the two when both are given. Metrics
         stay unweighted. `validation_data` may be (X, y) or (X, y, sample_weight);
-        `validation_split` splits the weights with the data."""
+        `validation_split` splits the weights with the data.
+
+        On the CPU, a model whose layers, loss and optimizer are built-in ones trains each epoch's
+        batches in C++, a chunk of batches (about 0.1 s) per call, and gets the same numbers as
+        batch by batch; a callback with `on_batch_end` (other than TerminateOnNaN), a callable
+        metric, MPI data parallelism or a GPU keep the batch-by-batch loop (gradstep/_epoch.py)."""
         self._require_compiled("fit")
         run = _distributed.runner(self, distributed)
         epochs = _checks.check_int(epochs, "fit: epochs", 1)
