@@ -255,23 +255,22 @@ class Engine:
         seeds = self._draw_seeds(count)
         step = self.block.steps.get(self.keys[0], 0) + 1
         rule, threshold = accuracy if accuracy is not None else (ACC_NONE, 0.5)
+        result = None
         try:
-            done, loss_sum, last, correct, decisions = self._net(kind).train_batches(
+            result = self._net(kind).train_batches(
                 X, labels, target, weights, order, batch_size, b0, b1, seeds,
                 self.optimizer.kernel_hyper(), step, self.optimizer.clip_args(), loss_sum, rule,
                 threshold, outputs, stop_nonfinite)
-        except BaseException:
-            done = 0
-            raise
-        finally:
+        finally:  # also when a KeyboardInterrupt lands right after the call: the steps count
+            done = 0 if result is None else result[0]
             if saved and done < count:  # rewind, then draw again only the seeds that were used
                 for g, state in saved:
                     g.bit_generator.state = state
                 self._draw_seeds(done)
-        if done:
-            self._stepped(step + done - 1, done)
-            self.last_code = kind
-        return done, loss_sum, last, correct, decisions
+            if done:
+                self._stepped(step + done - 1, done)
+                self.last_code = kind
+        return result
 
     def output(self) -> np.ndarray:
         return self.nets[self.last_code].output()

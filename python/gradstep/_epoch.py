@@ -38,7 +38,7 @@ from ._callback import Callback
 from .metrics import CustomMetric
 
 CHUNK_SECONDS = 0.1  # Python wakes up about this often (progress bar, Ctrl-C)
-FIRST_CHUNK = 8      # batches in the first chunk, before the step time is known
+FIRST_CHUNK = 1      # batches in the first chunk, before the step time is known (a big step may take seconds)
 
 
 def _batch_hook(cb: Any) -> Any:
