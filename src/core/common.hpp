@@ -53,11 +53,15 @@ class ContentionGovernor {
   }
   int64_t backoff_ns() const { return backoff_.load(std::memory_order_relaxed); }
   int64_t stalls() const { return stalls_.load(std::memory_order_relaxed); }
+  int64_t stalled_ns() const { return stalled_ns_.load(std::memory_order_relaxed); }  // their waits
+  int64_t regions() const { return regions_.load(std::memory_order_relaxed); }
+  int64_t waited_ns() const { return waited_ns_.load(std::memory_order_relaxed); }  // all regions
 
  private:
   // Relaxed atomics: callers on several Python threads may race on them; a lost update only
   // changes a back-off time, never a result.
-  std::atomic<int64_t> solo_until_{0}, backoff_{kMinBackoffNs}, last_stall_{0}, stalls_{0};
+  std::atomic<int64_t> solo_until_{0}, backoff_{kMinBackoffNs}, last_stall_{0}, stalls_{0},
+      stalled_ns_{0}, regions_{0}, waited_ns_{0};
 };
 
 // The process's governor (set_num_threads leaves it alone; GRADSTEP_YIELD=0 turns it off).
