@@ -366,6 +366,13 @@ class Sequential:
         C++ ops, loss and update); otherwise layer by layer (same results)."""
         self._require_compiled("train_step")
         # NaN or inf in a batch would poison the weights silently: refused as fit refuses them.
+        # A built model on the CPU with an engine has the network scan the batch in its call
+        # (same error, same order, nothing changed), the rest checks it here.
+        if self.device == "cpu" and self.arena is not None and self.input_shape is not None:
+            engine = self._get_engine()
+            if engine:
+                self._last_output = None
+                return engine.step(xb, yb, sample_weight, check_finite=True)
         _checks.check_finite(xb, "train_step: xb")
         _checks.check_finite(yb, "train_step: yb")
         return self._step(xb, yb, sample_weight)
