@@ -53,23 +53,24 @@ V cast_arg(const py::handle& h, const char* fn, const char* name) {
 }
 
 // The first NaN or inf among a[0..n) (flat index), or -1: a batch check that costs a fraction of a
-// microsecond. Reads the exponent bits (robust to any floating-point flags): a block's largest
-// masked exponent equals the all-ones exponent only if the block holds a NaN or inf, a reduction
-// the compiler vectorizes; only a bad block is searched element by element.
+// microsecond for a digits batch (~2 µs for 32 MNIST rows). Reads the exponent bits (robust to any
+// floating-point flags) from the value's top 32 bits, OR-ing "all exponent bits set" over a block:
+// an equality compare and an OR, which the compiler vectorizes with baseline SSE2 (a max of the
+// masked bits would need SSE4.1 and ran 5x slower). Only a bad block is searched element by element.
 template <class T>
 int64_t first_nonfinite(const T* a, int64_t n) {
   using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  constexpr U kExp = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+  constexpr uint32_t kExp = sizeof(T) == 4 ? 0x7f800000u : 0x7ff00000u;  // in the top 32 bits
   constexpr int64_t kBlock = 512;
   for (int64_t s = 0; s < n; s += kBlock) {
     const int64_t e = std::min(n, s + kBlock);
-    U top = 0;
+    uint32_t hit = 0;
     for (int64_t i = s; i < e; ++i) {
       U bits;
       std::memcpy(&bits, a + i, sizeof bits);
-      top = std::max<U>(top, bits & kExp);
+      hit |= (static_cast<uint32_t>(bits >> (8 * sizeof(U) - 32)) & kExp) == kExp;
     }
-    if (top == kExp)
+    if (hit)
       for (int64_t i = s; i < e; ++i)
         if (!std::isfinite(a[i])) return i;
   }
