@@ -93,3 +93,33 @@ def test_a_model_with_a_callable_metric_saves_and_loads(tmp_path):
                                                              metrics=["f1", mine])
     model.save(tmp_path / "m.safetensors")
     assert gs.load(tmp_path / "m.safetensors").metrics == ["f1"]
+
+
+@pytest.mark.parametrize("loss", ["softmax", "nll"])
+def test_mse_and_mae_with_class_labels_compare_probabilities_with_one_hot(digits, loss):
+    """Integer labels (N,) against one output per class: "mse"/"mae" over the class probabilities
+    minus the one-hot labels (the multi-class Brier score / K); the fast fit path and the
+    per-batch loop give the same bits; evaluate equals numpy on predict's probabilities."""
+    X, y = digits
+    X = X.astype(np.float32)
+
+    def make():
+        body = [gs.Dense(64, 32), gs.ReLU(), gs.Dense(32, 10)]
+        if loss == "nll":
+            body.append(gs.Softmax())
+        m = gs.Sequential(body, seed=0)
+        return m.compile(gs.SoftmaxCrossEntropy() if loss == "softmax" else gs.NLL(), gs.Adam(3e-3),
+                         metrics=["mse", "mae", "accuracy"])
+    fast, slow = make(), make()
+    slow._per_batch_fit = True
+    hf = fast.fit(X, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0, seed=1).history
+    hs = slow.fit(X, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0, seed=1).history
+    assert hf == hs
+    assert all(0 < v < 0.2 for v in hf["mse"] + hf["val_mse"])
+    # An independent reference: numpy on predict_proba (one evaluate batch, so one summation).
+    onehot = np.eye(10)[y]
+    err = fast.predict_proba(X, batch_size=len(y)).astype(np.float64) - onehot
+    got = fast.evaluate(X, y, batch_size=len(y))
+    np.testing.assert_allclose(got["mse"], np.mean(err ** 2), rtol=1e-12)
+    np.testing.assert_allclose(got["mae"], np.mean(np.abs(err)), rtol=1e-12)
+    assert got["mse"] == pytest.approx(skm.mean_squared_error(onehot, fast.predict_proba(X)), rel=1e-6)
