@@ -123,3 +123,9 @@ def test_mse_and_mae_with_class_labels_compare_probabilities_with_one_hot(digits
     np.testing.assert_allclose(got["mse"], np.mean(err ** 2), rtol=1e-12)
     np.testing.assert_allclose(got["mae"], np.mean(np.abs(err)), rtol=1e-12)
     assert got["mse"] == pytest.approx(skm.mean_squared_error(onehot, fast.predict_proba(X)), rel=1e-6)
+
+
+def test_mse_with_class_labels_and_a_loss_without_probabilities_names_the_metric():
+    from gradstep.metrics import batch_sums
+    with pytest.raises(ValueError, match=r'"mse"/"mae" with class labels .*MSE gives no class probabilities'):
+        batch_sums("mse", np.zeros((4, 3)), np.zeros(4, np.int64), gs.MSE())

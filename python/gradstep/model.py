@@ -826,7 +826,19 @@ class Sequential:
         # A value finite in the caller's float64 can overflow the model's float32 (or its stored
         # standardization): refused too, not predicted as inf/NaN.
         _checks.check_finite(X, f"predict: X (standardized, as {self.dtype.name})")
-        outs = [self.forward(X[s:s + batch_size], training=False) for s in range(0, X.shape[0], batch_size)]
+        # Through the whole-step engine's network when there is one (one C++ call per batch, the
+        # bits of the layers' forward on the same batch, as evaluate), else layer by layer.
+        engine = False
+        if self.device == "cpu" and self.optimizer is not None and self.loss is not None:
+            self._settle(X)
+            if self.input_shape is not None and X.shape[1:] == tuple(self.input_shape):
+                engine = self._get_engine()
+        if engine:
+            outs = [engine.infer(X[s:s + batch_size]) for s in range(0, X.shape[0], batch_size)]
+            if len(outs) == 1:
+                return outs[0]  # a new array of its own
+        else:
+            outs = [self.forward(X[s:s + batch_size], training=False) for s in range(0, X.shape[0], batch_size)]
         return np.concatenate(outs, axis=0)
 
     def predict_classes(self, X: Any, batch_size: int = 256) -> np.ndarray:
