@@ -1,0 +1,125 @@
+// Small-matrix float32 GEMM kernels: see gemm_kernels.hpp. The micro-kernel and its driver are in
+// gemm_kernels_tile.inc, compiled here twice: for AVX-512 (16-float vectors, 8x48 tiles) and for
+// AVX2 + FMA (8-float vectors, 6x16 tiles), each inside its own `#pragma GCC target` region so the
+// rest of the module stays portable (never -mavx512f on a whole file: its inline functions could
+// leak AVX-512 code into the rest of the program).
+#include "core/gemm_kernels.hpp"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define GS_GEMM_X86 1
+#include <immintrin.h>
+#endif
+
+namespace gradstep::cpu {
+
+#ifdef GS_GEMM_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx2,fma")
+namespace gemm_avx512 {
+struct Isa {
+  using V = __m512;
+  using Mask = __mmask16;
+  static constexpr int kWidth = 16;
+  // 8 rows x 3 vectors = 24 accumulators + 3 B vectors + 1 broadcast of the 32 zmm registers.
+  static constexpr int kMR = 8, kNV = 3;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V bcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V load_masked(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static void store_masked(float* p, Mask m, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static Mask mask_first(int n) { return static_cast<Mask>((1u << n) - 1u); }  // n in 1..16
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+};
+#include "core/gemm_kernels_tile.inc"
+}  // namespace gemm_avx512
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace gemm_avx2 {
+struct Isa {
+  using V = __m256;
+  using Mask = __m256i;
+  static constexpr int kWidth = 8;
+  // 6 rows x 2 vectors = 12 accumulators + 2 B vectors + 1 broadcast of the 16 ymm registers.
+  static constexpr int kMR = 6, kNV = 2;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V load_masked(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static void store_masked(float* p, Mask m, V v) { _mm256_maskstore_ps(p, m, v); }
+  static Mask mask_first(int n) {  // n in 1..8: lanes below n set
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+};
+#include "core/gemm_kernels_tile.inc"
+}  // namespace gemm_avx2
+#pragma GCC pop_options
+#endif  // GS_GEMM_X86
+
+GemmIsa small_gemm_isa() {
+#ifdef GS_GEMM_X86
+  static const GemmIsa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("fma"))
+      return GemmIsa::kAvx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GemmIsa::kAvx2;
+    return GemmIsa::kNone;
+  }();
+  return isa;
+#else
+  return GemmIsa::kNone;
+#endif
+}
+
+bool small_gemm_wins(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
+  // Measured with bench/bench_gemm (one thread, AMD EPYC Zen 5 class with full-width AVX-512,
+  // whose FMA ceiling is 263 GFLOP/s with zmm and 131 with ymm; OpenBLAS uses its ymm kernels
+  // there and runs at 100-126 GFLOP/s):
+  // - AVX-512 kernels: 200-257 GFLOP/s on every product of the 784-256-128-10 step at batch
+  //   32-512 and of the digits and 128-wide nets, 195-240 on 1024^3, 138 on 2048^3; they lose
+  //   only at K = 8192 (72 vs 103: a (K, 48) panel of B no longer stays in L2). So: K <= 2048.
+  // - AVX2 kernels: level with OpenBLAS (97-115 vs 97-117 GFLOP/s) up to about 2M multiply-adds,
+  //   10-20% behind on the batch-512 products and far behind on 1024^3 (50-62 vs 125, B unpacked
+  //   with a 4 KiB row stride). So: at most 2^21 multiply-adds.
+  if (trans_a && trans_b) return false;
+  switch (small_gemm_isa()) {
+    case GemmIsa::kAvx512: return K <= 2048;
+    case GemmIsa::kAvx2:  // (the bounds on M and N first: the product must not overflow)
+      return K <= 1024 && M <= (1 << 21) && N <= (1 << 21) && M * N * K <= (int64_t(1) << 21);
+    default: return false;
+  }
+}
+
+bool small_gemm(GemmIsa isa, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                float* C, int64_t ldc) {
+  // alpha = 0 must give beta·C even where A or B hold NaN or inf (cblas reads neither).
+  if ((trans_a && trans_b) || alpha == 0.0f || K < 0) return false;
+  if (isa == GemmIsa::kNone || static_cast<int>(isa) > static_cast<int>(small_gemm_isa())) return false;
+  if (M <= 0 || N <= 0) return true;
+#ifdef GS_GEMM_X86
+  if (isa == GemmIsa::kAvx512)
+    gemm_avx512::product(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    gemm_avx2::product(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  return true;
+#else
+  (void)alpha; (void)A; (void)lda; (void)B; (void)ldb; (void)beta; (void)C; (void)ldc; (void)K;
+  return false;
+#endif
+}
+
+}  // namespace gradstep::cpu
