@@ -1,6 +1,6 @@
 // Small-matrix float32 GEMM kernels: see gemm_kernels.hpp. The micro-kernel and its driver are in
-// gemm_kernels_tile.inc, compiled here twice: for AVX-512 (16-float vectors, 8x48 tiles) and for
-// AVX2 + FMA (8-float vectors, 6x16 tiles), each inside its own `#pragma GCC target` region so the
+// gemm_kernels_tile.inc, compiled here twice: for AVX-512 (16-float vectors, tiles of 6x64 .. 24x16) and for
+// AVX2 + FMA (8-float vectors, tiles of 6x16 or 12x8), each inside its own `#pragma GCC target` region so the
 // rest of the module stays portable (never -mavx512f on a whole file: its inline functions could
 // leak AVX-512 code into the rest of the program).
 #include "core/gemm_kernels.hpp"
@@ -24,8 +24,9 @@ struct Isa {
   using V = __m512;
   using Mask = __mmask16;
   static constexpr int kWidth = 16;
-  // 8 rows x 3 vectors = 24 accumulators + 3 B vectors + 1 broadcast of the 32 zmm registers.
-  static constexpr int kMR = 8, kNV = 3;
+  // 24 accumulators (6 rows x 4 vectors .. 24 rows x 1) + up to 4 B vectors + 1 broadcast of
+  // the 32 zmm registers.
+  static constexpr int kAcc = 24, kNV = 4;
   static V zero() { return _mm512_setzero_ps(); }
   static V bcast(const float* p) { return _mm512_set1_ps(*p); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
@@ -48,8 +49,9 @@ struct Isa {
   using V = __m256;
   using Mask = __m256i;
   static constexpr int kWidth = 8;
-  // 6 rows x 2 vectors = 12 accumulators + 2 B vectors + 1 broadcast of the 16 ymm registers.
-  static constexpr int kMR = 6, kNV = 2;
+  // 12 accumulators (6 rows x 2 vectors or 12 x 1) + 2 B vectors + 1 broadcast of the 16 ymm
+  // registers.
+  static constexpr int kAcc = 12, kNV = 2;
   static V zero() { return _mm256_setzero_ps(); }
   static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
@@ -86,19 +88,20 @@ GemmIsa small_gemm_isa() {
 
 bool small_gemm_wins(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
   // Measured with bench/bench_gemm (one thread, AMD EPYC Zen 5 class with full-width AVX-512,
-  // whose FMA ceiling is 263 GFLOP/s with zmm and 131 with ymm; OpenBLAS uses its ymm kernels
-  // there and runs at 100-126 GFLOP/s):
-  // - AVX-512 kernels: 200-257 GFLOP/s on every product of the 784-256-128-10 step at batch
-  //   32-512 and of the digits and 128-wide nets, 195-240 on 1024^3, 138 on 2048^3; they lose
-  //   only at K = 8192 (72 vs 103: a (K, 48) panel of B no longer stays in L2). So: K <= 2048.
-  // - AVX2 kernels: level with OpenBLAS (97-115 vs 97-117 GFLOP/s) up to about 2M multiply-adds,
-  //   10-20% behind on the batch-512 products and far behind on 1024^3 (50-62 vs 125, B unpacked
-  //   with a 4 KiB row stride). So: at most 2^21 multiply-adds.
-  if (trans_a && trans_b) return false;
+  // whose FMA ceiling is 263 GFLOP/s with zmm and 131 with ymm, bench/README.md; OpenBLAS runs its
+  // ymm kernels there, at 100-123 GFLOP/s):
+  // - AVX-512 kernels: 237-250 GFLOP/s on every product of the 784-256-128-10 step at batch
+  //   32-512 and of the digits and 128-wide nets (100-110 where N = 10: 10 of 16 lanes), 143-250
+  //   on 1024^3; they lose at 2048^3 (103 vs 122: B's rows 8 KiB apart, unpacked) and at K = 8192
+  //   (73 vs 101: a (K, 64) panel of B no longer stays in L2). So: K <= 2048, at most 2^31 MACs.
+  // - AVX2 kernels (forced on the same machine): 105-116 GFLOP/s against OpenBLAS's 93-110 on
+  //   products up to the (32,784)x(784,256) of batch 32 (6.4M multiply-adds), 4-8% behind on the
+  //   25M-100M ones of batch 128-512, 2-3x behind on 1024^3 and K = 8192. So: at most 2^23 MACs.
+  if ((trans_a && trans_b) || K > 2048 || M > (1 << 21) || N > (1 << 21)) return false;
+  const int64_t macs = M * N * K;  // < 2^53: no overflow
   switch (small_gemm_isa()) {
-    case GemmIsa::kAvx512: return K <= 2048;
-    case GemmIsa::kAvx2:  // (the bounds on M and N first: the product must not overflow)
-      return K <= 1024 && M <= (1 << 21) && N <= (1 << 21) && M * N * K <= (int64_t(1) << 21);
+    case GemmIsa::kAvx512: return macs <= (int64_t(1) << 31);
+    case GemmIsa::kAvx2: return macs <= (int64_t(1) << 23);
     default: return false;
   }
 }
