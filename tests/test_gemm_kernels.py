@@ -188,3 +188,39 @@ def test_bad_arguments_raise_clearly():
     if ISA != "avx512":
         with pytest.raises(ValueError, match="cannot run the avx512 kernel"):
             _core._gemm_for_tests(A, B, C, kernel="avx512")
+
+
+_FALLBACK_SCRIPT = """
+import numpy as np, gradstep as gs
+from gradstep import _core
+rng = np.random.default_rng(0)
+X = rng.standard_normal((32, 64)).astype(np.float32)
+y = rng.integers(0, 10, 32)
+model = gs.Sequential([gs.Dense(64, 128), gs.ReLU(), gs.Dense(128, 10)], seed=3, dtype="float32")
+model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-3))
+losses = [model.train_step(X, y) for _ in range(3)]
+print(_core._gemm_kernel_isa(), _core._gemm_uses_kernels(False, False, 32, 128, 64), *losses)
+"""
+
+
+def test_what_other_cpus_run_gives_the_same_training():
+    # GRADSTEP_GEMM caps the kernels as a CPU without AVX-512 (avx2) or without AVX2 (blas) would:
+    # every path trains, and agrees with the others to float32 rounding.
+    import os
+    import subprocess
+    import sys
+    runs = {}
+    for setting in ("", "avx2", "blas", "misspelt"):
+        env = dict(os.environ, GRADSTEP_GEMM=setting)
+        out = subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT], env=env, check=True,
+                             capture_output=True, text=True).stdout.split()
+        runs[setting] = (out[0], out[1] == "True", [float(v) for v in out[2:]])
+    assert runs[""][0] == ISA
+    assert runs["avx2"][0] == ("avx2" if ISA == "avx512" else ISA)
+    assert runs["blas"][:2] == ("none", False)
+    assert runs["misspelt"][:2] == ("none", False)
+    for setting, (_, _, losses) in runs.items():
+        assert len(losses) == 3 and losses[2] < losses[0], setting
+        np.testing.assert_allclose(losses, runs["blas"][2], rtol=1e-5, err_msg=setting)
+    if ISA == "avx512":  # the two kernels give the same bits
+        assert runs["avx2"][2] == runs[""][2]

@@ -6,6 +6,8 @@
 #include "core/gemm_kernels.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -74,11 +76,23 @@ GemmIsa small_gemm_isa() {
 #ifdef GS_GEMM_X86
   static const GemmIsa isa = [] {
     __builtin_cpu_init();
+    GemmIsa best = GemmIsa::kNone;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("fma"))
-      return GemmIsa::kAvx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GemmIsa::kAvx2;
-    return GemmIsa::kNone;
+      best = GemmIsa::kAvx512;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      best = GemmIsa::kAvx2;
+    // GRADSTEP_GEMM=avx2 or =blas caps the choice (to run what a CPU without AVX-512, or with no
+    // kernel at all, runs; the tests do). Any other value, "blas" included, means OpenBLAS only:
+    // the portable path is the safe reading of a misspelt setting.
+    const char* env = std::getenv("GRADSTEP_GEMM");
+    if (env && *env) {
+      const std::string want(env);
+      const GemmIsa cap = want == "avx512" ? GemmIsa::kAvx512
+                          : want == "avx2" ? GemmIsa::kAvx2 : GemmIsa::kNone;
+      if (static_cast<int>(cap) < static_cast<int>(best)) best = cap;
+    }
+    return best;
   }();
   return isa;
 #else

@@ -15,7 +15,8 @@ namespace gradstep::cpu {
 
 enum class GemmIsa { kNone, kAvx2, kAvx512 };
 
-// The best kernel this CPU runs (detected once).
+// The best kernel this CPU runs (detected once), capped by the environment variable GRADSTEP_GEMM
+// ("avx2": at most the AVX2 kernels; "blas" or anything else but "avx512": OpenBLAS only).
 GemmIsa small_gemm_isa();
 
 // Whether gemm should use small_gemm rather than OpenBLAS for this whole product. A rule on the
