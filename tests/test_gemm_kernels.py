@@ -1,4 +1,5 @@
-"""gradstep's own float32 GEMM kernels (src/core/gemm_kernels.*) against a float64 numpy reference.
+"""gradstep's own GEMM kernels (src/core/gemm_kernels.*) against a numpy reference in higher precision
+(float64 for float32, long double for float64).
 
 Every C[i, j] is one FMA chain over k = 0..K-1, so the kernels give the same bits whatever the
 tile, the edge, the thread count, the row's position in the batch and the instruction set: these
@@ -16,27 +17,28 @@ needs_kernel = pytest.mark.skipif(not KERNELS, reason=f"this CPU runs no gradste
 EDGE = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 40, 47, 48, 49, 63, 64, 65, 127, 129]
 
 
-def _stored(rng, rows, cols, pad):
-    """A (rows, cols) float32 view whose rows are `pad` floats apart beyond cols (a strided view)."""
-    big = rng.standard_normal((rows, cols + pad)).astype(np.float32)
+def _stored(rng, rows, cols, pad, dtype=np.float32):
+    """A (rows, cols) view whose rows are `pad` values apart beyond cols (a strided view)."""
+    big = rng.standard_normal((rows, cols + pad)).astype(dtype)
     return big[:, :cols]
 
 
-def _operands(rng, ta, tb, M, N, K, pad=(0, 0, 0)):
-    A = _stored(rng, K, M, pad[0]) if ta else _stored(rng, M, K, pad[0])
-    B = _stored(rng, N, K, pad[1]) if tb else _stored(rng, K, N, pad[1])
-    C = _stored(rng, M, N, pad[2])
+def _operands(rng, ta, tb, M, N, K, pad=(0, 0, 0), dtype=np.float32):
+    A = _stored(rng, K, M, pad[0], dtype) if ta else _stored(rng, M, K, pad[0], dtype)
+    B = _stored(rng, N, K, pad[1], dtype) if tb else _stored(rng, K, N, pad[1], dtype)
+    C = _stored(rng, M, N, pad[2], dtype)
     return A, B, C
 
 
 def _reference(A, B, C, ta, tb, alpha, beta):
-    a = A.astype(np.float64).T if ta else A.astype(np.float64)
-    b = B.astype(np.float64).T if tb else B.astype(np.float64)
+    wide = np.float64 if A.dtype == np.float32 else np.longdouble
+    a = A.astype(wide).T if ta else A.astype(wide)
+    b = B.astype(wide).T if tb else B.astype(wide)
     ref = alpha * (a @ b)
     bound = abs(alpha) * (np.abs(a) @ np.abs(b))  # Σ|a·b|: the scale of the rounding error
     if beta != 0:
-        ref = ref + beta * C.astype(np.float64)
-        bound = bound + abs(beta * C.astype(np.float64))
+        ref = ref + beta * C.astype(wide)
+        bound = bound + abs(beta * C.astype(wide))
     return ref, bound
 
 
@@ -46,7 +48,7 @@ def _check(A, B, C, ta, tb, alpha, beta, kernel):
         C[...] = np.nan  # beta = 0 must not read C
     used = _core._gemm_for_tests(A, B, C, ta, tb, alpha, beta, kernel)
     K = A.shape[0] if ta else A.shape[1]
-    tol = (K + 2) * 2.0**-23 * bound + 1e-30
+    tol = (K + 2) * float(np.finfo(A.dtype).eps) * bound + 1e-300
     assert np.all(np.isfinite(C)), f"{kernel} left NaN in C"
     err = np.abs(C - ref)
     assert np.all(err <= tol), f"{kernel} {ta=} {tb=} shape {C.shape} K={K}: max error {err.max()}"
@@ -54,44 +56,46 @@ def _check(A, B, C, ta, tb, alpha, beta, kernel):
 
 
 @needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False)])
-def test_kernels_match_float64_reference(kernel, ta, tb):
-    rng = np.random.default_rng(hash((kernel, ta, tb)) % 2**32)
+def test_kernels_match_reference(kernel, ta, tb, dtype):
+    rng = np.random.default_rng([KERNELS.index(kernel), ta, tb, dtype == np.float64])
     shapes = [(m, n, k) for m, n, k in zip(EDGE, EDGE[::-1], EDGE[3:] + EDGE[:3])]
     shapes += [(1, 1, 1), (1, 1, 0), (5, 3, 0), (33, 10, 784), (129, 65, 63), (64, 784, 10)]
     shapes += [tuple(int(v) for v in rng.integers(1, 41, 3)) for _ in range(12)]
     for i, (M, N, K) in enumerate(shapes):
         pad = tuple(int(p) for p in rng.integers(0, 5, 3)) if i % 2 else (0, 0, 0)
         for alpha, beta in [(1.0, 0.0), (1.0, 1.0), (0.5, 0.0), (-1.5, 2.0)]:
-            A, B, C = _operands(rng, ta, tb, M, N, K, pad)
+            A, B, C = _operands(rng, ta, tb, M, N, K, pad, dtype)
             assert _check(A, B, C, ta, tb, alpha, beta, kernel) == kernel
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
-def test_gemm_as_chosen_matches_float64_reference(ta, tb):
+def test_gemm_as_chosen_matches_reference(ta, tb, dtype):
     # What every op runs: the kernels where small_gemm_wins says so, else OpenBLAS (and always for
-    # trans_a with trans_b, and for float64).
+    # trans_a with trans_b).
     rng = np.random.default_rng(7)
     for M, N, K in [(32, 256, 784), (784, 256, 32), (17, 10, 129), (512, 128, 10), (3, 1, 5)]:
         for beta in (0.0, 1.0):
-            A, B, C = _operands(rng, ta, tb, M, N, K, (1, 2, 3))
+            A, B, C = _operands(rng, ta, tb, M, N, K, (1, 2, 3), dtype)
             used = _check(A, B, C, ta, tb, 1.0, beta, "auto")
             expect = ISA if _core._gemm_uses_kernels(ta, tb, M, N, K) else "blas"
             assert used == expect
-    A64, B64, C64 = (v.astype(np.float64) for v in _operands(rng, ta, tb, 9, 11, 13))
-    assert _core._gemm_for_tests(A64, B64, C64, ta, tb, 1.0, 0.0, "auto") == "blas"
-    np.testing.assert_allclose(C64, (A64.T if ta else A64) @ (B64.T if tb else B64), rtol=1e-12)
+    A, B, C = _operands(rng, ta, tb, 9, 11, 13, (0, 0, 0), dtype)
+    assert _check(A, B, C, ta, tb, 0.5, 0.0, "blas") == "blas"
 
 
 @needs_kernel
-def test_instruction_sets_give_the_same_bits():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_instruction_sets_give_the_same_bits(dtype):
     if len(KERNELS) < 2:
         pytest.skip("this CPU runs only one of the kernels")
     rng = np.random.default_rng(3)
     for ta, tb in [(False, False), (False, True), (True, False)]:
         for M, N, K in [(37, 129, 65), (8, 48, 784), (65, 10, 33)]:
-            A, B, C = _operands(rng, ta, tb, M, N, K, (3, 1, 2))
+            A, B, C = _operands(rng, ta, tb, M, N, K, (3, 1, 2), dtype)
             C2 = C.copy()
             _core._gemm_for_tests(A, B, C, ta, tb, 1.0, 1.0, "avx2")
             _core._gemm_for_tests(A, B, C2, ta, tb, 1.0, 1.0, "avx512")
@@ -99,34 +103,36 @@ def test_instruction_sets_give_the_same_bits():
 
 
 @needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_row_result_does_not_depend_on_its_batch(kernel):
+def test_row_result_does_not_depend_on_its_batch(kernel, dtype):
     # C's row i, computed in a batch of M rows (any tile, any edge), is the same bits as that row
     # computed alone; likewise a column of C computed alone.
     rng = np.random.default_rng(11)
     for ta, tb in [(False, False), (False, True), (True, False)]:
         M, N, K = 45, 70, 129
-        A, B, C = _operands(rng, ta, tb, M, N, K, (2, 0, 1))
+        A, B, C = _operands(rng, ta, tb, M, N, K, (2, 0, 1), dtype)
         C[...] = 0
         _core._gemm_for_tests(A, B, C, ta, tb, 1.0, 0.0, kernel)
         for i in (0, 7, 8, 23, 44):
             a = A[:, i:i + 1] if ta else A[i:i + 1]
-            row = np.empty((1, N), np.float32)
+            row = np.empty((1, N), dtype)
             _core._gemm_for_tests(a, B, row, ta, tb, 1.0, 0.0, kernel)
             np.testing.assert_array_equal(row[0], C[i])
         for j in (0, 15, 16, 47, 48, 69):
             b = B[j:j + 1] if tb else B[:, j:j + 1]
-            col = np.empty((M, 1), np.float32)
+            col = np.empty((M, 1), dtype)
             _core._gemm_for_tests(A, b, col, ta, tb, 1.0, 0.0, kernel)
             np.testing.assert_array_equal(col[:, 0], C[:, j])
 
 
-def test_dense_row_alone_matches_batch():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dense_row_alone_matches_batch(dtype):
     # Through the Dense op: a sample's output does not depend on the batch it came in (where the
     # product runs on the kernels; OpenBLAS's blocking gives no such promise).
     rng = np.random.default_rng(5)
-    layer = gs.Dense(64, 128, dtype="float32")
-    x = rng.standard_normal((32, 64)).astype(np.float32)
+    layer = gs.Dense(64, 128, dtype=dtype)
+    x = rng.standard_normal((32, 64)).astype(dtype)
     if not _core._gemm_uses_kernels(False, False, 32, 128, 64):
         pytest.skip(f"(32,64)x(64,128) runs on OpenBLAS on this CPU ({ISA})")
     y = layer.forward(x)
@@ -134,10 +140,11 @@ def test_dense_row_alone_matches_batch():
         np.testing.assert_array_equal(layer.forward(x[i:i + 1])[0], y[i])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("sizes,batch", [([64, 128, 64, 10], 32), ([784, 256, 10], 96)])
-def test_train_step_bit_identical_across_threads(sizes, batch):
+def test_train_step_bit_identical_across_threads(sizes, batch, dtype):
     rng = np.random.default_rng(2)
-    X = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    X = rng.standard_normal((batch, sizes[0])).astype(dtype)
     y = rng.integers(0, sizes[-1], batch)
     results = []
     for threads in (1, 2, 3):
@@ -147,7 +154,7 @@ def test_train_step_bit_identical_across_threads(sizes, batch):
             layers.append(gs.Dense(a, b))
             if i < len(sizes) - 2:
                 layers.append(gs.ReLU())
-        model = gs.Sequential(layers, seed=3, dtype="float32")
+        model = gs.Sequential(layers, seed=3, dtype=dtype)
         model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-3))
         losses = [model.train_step(X, y) for _ in range(3)]
         results.append((losses, {k: v.copy() for k, v in model.state_dict().items()}))

@@ -76,7 +76,7 @@ void bind_gemm(py::module_& m) {
       T* c = static_cast<T*>(C.mutable_data());
       const T al = static_cast<T>(alpha), be = static_cast<T>(beta);
       if (kernel == "auto") {
-        const bool ours = std::is_same_v<T, float> && cpu::small_gemm_wins(ta, tb, M, N, K) && al != T(0);
+        const bool ours = cpu::small_gemm_wins(ta, tb, M, N, K) && al != T(0);
         py::gil_scoped_release nogil;
         cpu::gemm<T>(ta, tb, M, N, K, al, a, lda, b, ldb, be, c, ldc);
         return ours ? isa_name(cpu::small_gemm_isa()) : "blas";
@@ -98,18 +98,14 @@ void bind_gemm(py::module_& m) {
       if (isa == cpu::GemmIsa::kNone)
         throw py::value_error("_gemm_for_tests: kernel must be 'auto', 'blas', 'avx2' or 'avx512', got '" +
                               kernel + "'");
-      if constexpr (!std::is_same_v<T, float>) {
-        throw py::type_error("_gemm_for_tests: the " + kernel + " kernel is float32 only");
-      } else {
-        if (static_cast<int>(isa) > static_cast<int>(cpu::small_gemm_isa()))
-          throw py::value_error("_gemm_for_tests: this CPU cannot run the " + kernel + " kernel (best: " +
-                                isa_name(cpu::small_gemm_isa()) + ")");
-        if (ta && tb) throw py::value_error("_gemm_for_tests: the kernels do not implement trans_a and trans_b together");
-        if (al == 0.0f) throw py::value_error("_gemm_for_tests: the kernels leave alpha = 0 to BLAS");
-        py::gil_scoped_release nogil;
-        cpu::small_gemm(isa, ta, tb, M, N, K, al, a, lda, b, ldb, be, c, ldc);
-        return kernel;
-      }
+      if (static_cast<int>(isa) > static_cast<int>(cpu::small_gemm_isa()))
+        throw py::value_error("_gemm_for_tests: this CPU cannot run the " + kernel + " kernel (best: " +
+                              isa_name(cpu::small_gemm_isa()) + ")");
+      if (ta && tb) throw py::value_error("_gemm_for_tests: the kernels do not implement trans_a and trans_b together");
+      if (al == T(0)) throw py::value_error("_gemm_for_tests: the kernels leave alpha = 0 to BLAS");
+      py::gil_scoped_release nogil;
+      cpu::small_gemm<T>(isa, ta, tb, M, N, K, al, a, lda, b, ldb, be, c, ldc);
+      return kernel;
     });
   }, py::arg("A"), py::arg("B"), py::arg("C"), py::arg("trans_a") = false, py::arg("trans_b") = false,
         py::arg("alpha") = 1.0, py::arg("beta") = 0.0, py::arg("kernel") = "auto");

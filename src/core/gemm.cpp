@@ -38,10 +38,11 @@ inline void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                     static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
 }
 
-// float64 always takes OpenBLAS (the kernels are float32 only).
 inline void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
                  int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
-                 bool) {
+                 bool ours) {
+  if (ours && small_gemm(small_gemm_isa(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+    return;
   scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
                     static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
