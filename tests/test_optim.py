@@ -684,3 +684,17 @@ def test_a_parameter_that_is_not_its_arena_slot_is_updated_on_its_own(rng):
     opt.step([fake])
     np.testing.assert_array_equal(arena.params[:7], before - 0.5)
     assert len(opt._loose) == 1 and not opt._arenas
+
+
+def test_avx_loops_also_match_the_reference_where_avx512_is_chosen():
+    # The optimizer loops are compiled for AVX and for AVX-512 and one is chosen at run time; on
+    # an AVX-512 machine the test above checks the AVX-512 loops, so check the AVX ones here too.
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, GRADSTEP_NO_AVX512="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                        "-k", "simd_kernel_matches_serial_reference"], env=env, capture_output=True,
+                       text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout and " failed" not in r.stdout

@@ -61,6 +61,37 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("has_cuda", [] { return false; });
 
+  // The contention governor (common.hpp): its state, for diagnostics and tests. A standalone one
+  // for testing the policy with made-up timings; the process's one is what the kernels use.
+  using gradstep::cpu::ContentionGovernor;
+  py::class_<ContentionGovernor>(m, "_ContentionGovernor")
+      .def(py::init<>())
+      .def("region", [](ContentionGovernor& g, int64_t own_ns, int64_t wait_ns, int64_t now_ns) {
+        // Times are steady-clock nanoseconds: bounded so that no sum in the policy overflows.
+        constexpr int64_t kMax = int64_t(1) << 62;
+        if (own_ns < 0 || wait_ns < 0 || now_ns < 0 || own_ns > kMax || wait_ns > kMax || now_ns > kMax)
+          throw py::value_error("own_ns, wait_ns and now_ns must be in [0, 2**62]");
+        g.region(own_ns, wait_ns, now_ns);
+      }, py::arg("own_ns"), py::arg("wait_ns"), py::arg("now_ns"))
+      .def("team", &ContentionGovernor::team, py::arg("threads"), py::arg("now_ns"))
+      .def_property_readonly("backoff_ns", &ContentionGovernor::backoff_ns)
+      .def_property_readonly("stalls", &ContentionGovernor::stalls);
+  m.def("_thread_governor", [] {
+    auto& g = gradstep::cpu::governor();
+    py::dict d;
+    d["enabled"] = gradstep::cpu::governor_enabled();
+    d["stalls"] = g.stalls();
+    d["backoff_ns"] = g.backoff_ns();
+    d["team_now"] = gradstep::cpu::team_size();
+    return d;
+  });
+  // Reports a region to the process's governor as if it had just ended (tests: force one thread).
+  m.def("_thread_governor_region", [](int64_t own_ns, int64_t wait_ns) {
+    if (own_ns < 0 || wait_ns < 0 || own_ns > (int64_t(1) << 62) || wait_ns > (int64_t(1) << 62))
+      throw py::value_error("own_ns and wait_ns must be in [0, 2**62]");
+    gradstep::cpu::governor().region(own_ns, wait_ns, gradstep::cpu::now_ns());
+  }, py::arg("own_ns"), py::arg("wait_ns"));
+
   // pybind11 reports a failed py::cast (a Python value of the wrong type, or an int too large
   // for int64 inside a list) as RuntimeError; here it is the TypeError it is, for every binding.
   py::register_exception_translator([](std::exception_ptr p) {

@@ -142,8 +142,7 @@ void for_blocks(int64_t n, F f, int64_t cost = 1) {
   // about 8); blocks are fixed, and elements independent, so threads never change the results.
   constexpr int64_t kBlock = 4096;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-  GS_PARALLEL_FOR(n * cost)
-  for (int64_t b = 0; b < blocks; ++b) f(b * kBlock, std::min(n, (b + 1) * kBlock));
+  parallel_for(blocks, n * cost >= kParallelMin, [&](int64_t b) { f(b * kBlock, std::min(n, (b + 1) * kBlock)); });
 }
 
 // Runs f(r0, r1) over blocks of about kBlock elements' worth of whole rows (N rows of K), in
@@ -154,8 +153,7 @@ void for_row_blocks(int64_t N, int64_t K, F f) {
   constexpr int64_t kBlock = 4096;
   const int64_t rows = std::max<int64_t>(1, kBlock / std::max<int64_t>(K, 1));
   const int64_t blocks = (N + rows - 1) / rows;
-  GS_PARALLEL_FOR(N * K)
-  for (int64_t b = 0; b < blocks; ++b) f(b * rows, std::min(N, (b + 1) * rows));
+  parallel_for(blocks, N * K >= kParallelMin, [&](int64_t b) { f(b * rows, std::min(N, (b + 1) * rows)); });
 }
 
 // y = op(a) elementwise, in parallel blocks.
@@ -262,13 +260,10 @@ void prelu_backward(T* dx, T* dalpha, const T* dy, const T* x, const T* alpha, i
     // same for any thread count.
     constexpr int64_t kParts = 64;
     double part[kParts];
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (n >= kParallelMin)
-#endif
-    for (int64_t p = 0; p < kParts; ++p) {
+    parallel_for(kParts, n >= kParallelMin, [&](int64_t p) {
       const int64_t i0 = n * p / kParts, i1 = n * (p + 1) / kParts;
       part[p] = prelu_dalpha_sum(x + i0, dy + i0, i1 - i0);
-    }
+    });
     double s = 0.0;
     for (int64_t p = 0; p < kParts; ++p) s += part[p];
     dalpha[0] = static_cast<T>(s);
@@ -282,16 +277,12 @@ void prelu_backward(T* dx, T* dalpha, const T* dy, const T* x, const T* alpha, i
   // row order (as dense's column_sum), with the running sums in a block of doubles on the stack.
   constexpr int64_t kBlock = 256;
   const int64_t blocks = (F + kBlock - 1) / kBlock;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(num_threads()) \
-    if (n >= kParallelMin && blocks > 1)
-#endif
-  for (int64_t b = 0; b < blocks; ++b) {
+  parallel_for(blocks, n >= kParallelMin && blocks > 1, [&](int64_t b) {
     const int64_t f0 = b * kBlock, w = std::min(F, f0 + kBlock) - f0;
     double acc[kBlock];
     prelu_dalpha_columns(acc, x + f0, dy + f0, N, F, w);
     for (int64_t j = 0; j < w; ++j) dalpha[f0 + j] = static_cast<T>(acc[j]);
-  }
+  });
 }
 
 // ---- softmax ------------------------------------------------------------------------------------

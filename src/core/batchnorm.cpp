@@ -19,10 +19,7 @@ template <class Body>
 void for_column_blocks(int64_t N, int64_t F, Body&& body) {
   (void)N;  // only the OpenMP size test reads it
   const int64_t blocks = (F + kCols - 1) / kCols;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * F >= kParallelMin && blocks > 1)
-#endif
-  for (int64_t blk = 0; blk < blocks; ++blk) body(blk * kCols, std::min(F, blk * kCols + kCols));
+  parallel_for(blocks, N * F >= kParallelMin && blocks > 1, [&](int64_t blk) { body(blk * kCols, std::min(F, blk * kCols + kCols)); });
 }
 
 }  // namespace
@@ -176,10 +173,7 @@ template <class Body>
 void for_channels(int64_t N, int64_t C, int64_t S, Body&& body) {
   (void)N;
   (void)S;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * C * S >= kParallelMin && C > 1)
-#endif
-  for (int64_t c = 0; c < C; ++c) body(c);
+  parallel_for(C, N * C * S >= kParallelMin && C > 1, [&](int64_t c) { body(c); });
 }
 
 // Σ over the channel's N·S values of f(i) (i the flat index), images then positions, in double.

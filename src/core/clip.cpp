@@ -42,8 +42,7 @@ double grad_sq_sum(const T* g, int64_t P) {
   const int64_t len = (P + want - 1) / want;
   const int64_t chunks = (P + len - 1) / len;
   double part[kMaxChunks];
-  GS_PARALLEL_FOR(P)
-  for (int64_t c = 0; c < chunks; ++c) part[c] = lane_sq_sum(g, c * len, std::min(P, (c + 1) * len));
+  parallel_for(chunks, P >= kParallelMin, [&](int64_t c) { part[c] = lane_sq_sum(g, c * len, std::min(P, (c + 1) * len)); });
   double s = 0.0;
   for (int64_t c = 0; c < chunks; ++c) s += part[c];
   return s;
@@ -60,18 +59,16 @@ T clip_coef(double sq_sum, double max_norm) {
 template <class T>
 void scale_grads(T* g, int64_t P, T c) {
   if (c == T(1)) return;
-  GS_PARALLEL_FOR(P)
-  for (int64_t i = 0; i < P; ++i) g[i] *= c;
+  parallel_for(P, P >= kParallelMin, [&](int64_t i) { g[i] *= c; });
 }
 
 template <class T>
 void clip_grad_value(T* g, int64_t P, double v) {
   const T hi = static_cast<T>(v), lo = -hi;
-  GS_PARALLEL_FOR(P)
-  for (int64_t i = 0; i < P; ++i) {
+  parallel_for(P, P >= kParallelMin, [&](int64_t i) {
     const T x = g[i];
     g[i] = x < lo ? lo : (x > hi ? hi : x);
-  }
+  });
 }
 
 template <class T>

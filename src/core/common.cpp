@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -31,6 +33,37 @@ int default_threads() {
 }
 std::atomic<int> g_num_threads{0};
 }  // namespace
+
+void ContentionGovernor::region(int64_t own_ns, int64_t wait_ns, int64_t now_ns) {
+  if (wait_ns <= kStallNs || wait_ns <= own_ns) return;
+  stalls_.fetch_add(1, std::memory_order_relaxed);
+  // A stall soon after the last back-off ended means the contention is still there: wait twice as
+  // long before the next try. One after a calm stretch (four back-offs without one) starts over.
+  const int64_t last = last_stall_.exchange(now_ns, std::memory_order_relaxed);
+  int64_t backoff = backoff_.load(std::memory_order_relaxed);
+  backoff = now_ns - last > 4 * backoff ? kMinBackoffNs : std::min(2 * backoff, kMaxBackoffNs);
+  backoff_.store(backoff, std::memory_order_relaxed);
+  solo_until_.store(now_ns + backoff, std::memory_order_relaxed);
+}
+
+ContentionGovernor& governor() {
+  static ContentionGovernor g;
+  return g;
+}
+
+bool governor_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("GRADSTEP_YIELD");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 int num_threads() {
   int n = g_num_threads.load(std::memory_order_relaxed);

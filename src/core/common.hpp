@@ -1,12 +1,18 @@
 // Shared pieces of the gradstep C++ core: the thread count, the OpenMP size threshold and the
-// parallel-loop macro. No Python in here (bindings.cpp is the only file that knows about Python).
+// parallel loop. No Python in here (bindings.cpp is the only file that knows about Python).
 //
 // Threads: one global count governs every OpenMP region (passed as num_threads(n), because
 // omp_set_num_threads only applies to the calling thread) and OpenBLAS's own pool.
 // Determinism: no float atomics and no reduction(+:) on results anywhere in the core, so every
 // kernel gives bit-identical results for any thread count.
 #pragma once
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <type_traits>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace gradstep::cpu {
 
@@ -23,14 +29,78 @@ int max_threads();
 // 1 <= n <= max_threads(), else std::invalid_argument. OpenBLAS runs inside gemm's OpenMP blocks.
 void set_num_threads(int n);
 
-}  // namespace gradstep::cpu
+// ---- Threads that step aside when other processes want the cores -------------------------------
+// A parallel region ends when its last thread arrives. When other processes compete for the cores,
+// a worker that lost its core holds the region up for a whole scheduler slice (milliseconds, where
+// the region's work takes microseconds): two threads then ran 5-10x slower than one (issue 13).
+// So every region measures how long its starting thread waited for the others after finishing its
+// own share. A wait longer than that share (and than kStallNs) means one thread would have been
+// faster: the governor then runs every region on one thread for a back-off time, doubling while
+// stalls recur on each retry (up to kMaxBackoffNs), and starting over at kMinBackoffNs once none
+// was seen for a while. Which thread runs a block never changes what it computes, so the results
+// stay bit-identical; only the speed adapts.
+class ContentionGovernor {
+ public:
+  static constexpr int64_t kStallNs = 200'000;          // futex wake-ups on a quiet machine: < 50 µs
+  static constexpr int64_t kMinBackoffNs = 20'000'000;  // a stall costs ~1-5 ms: < 10% of this
+  static constexpr int64_t kMaxBackoffNs = 1'000'000'000;
+  // After a region that ran with more than one thread: own_ns from its start until the starting
+  // thread finished its share, wait_ns from then until the last thread arrived.
+  void region(int64_t own_ns, int64_t wait_ns, int64_t now_ns);
+  // Threads a region started at now_ns may use, of `threads`.
+  int team(int threads, int64_t now_ns) const {
+    return now_ns < solo_until_.load(std::memory_order_relaxed) ? 1 : threads;
+  }
+  int64_t backoff_ns() const { return backoff_.load(std::memory_order_relaxed); }
+  int64_t stalls() const { return stalls_.load(std::memory_order_relaxed); }
 
-#define GS_PRAGMA(x) _Pragma(#x)
+ private:
+  // Relaxed atomics: callers on several Python threads may race on them; a lost update only
+  // changes a back-off time, never a result.
+  std::atomic<int64_t> solo_until_{0}, backoff_{kMinBackoffNs}, last_stall_{0}, stalls_{0};
+};
+
+// The process's governor (set_num_threads leaves it alone; GRADSTEP_YIELD=0 turns it off).
+ContentionGovernor& governor();
+bool governor_enabled();
+int64_t now_ns();  // steady clock
+
+// Threads the next parallel region gets: num_threads(), or 1 while the governor says so.
+inline int team_size() {
+  const int n = num_threads();
+  return n > 1 && governor_enabled() ? governor().team(n, now_ns()) : n;
+}
+
+// body(i) for i in [0, n): contiguous slices, one per thread of the team (static schedule), when
+// worth_threads; else in order on the calling thread. A body taking (i, slot) also gets the index
+// of the thread running it, 0 <= slot < min(n, num_threads()), for per-thread scratch. Iterations
+// must be independent (each writes its own outputs), so the result is the same for any team.
+template <class Body>
+void parallel_for(int64_t n, bool worth_threads, Body&& body) {
+  auto run = [&](int64_t i, int slot) {
+    if constexpr (std::is_invocable_v<Body&, int64_t, int>) body(i, slot);
+    else body(i);
+  };
 #ifdef _OPENMP
-// An OpenMP parallel for over a loop of `count` independent iterations (static schedule, so
-// each thread owns a fixed, disjoint slice).
-#define GS_PARALLEL_FOR(count) \
-  GS_PRAGMA(omp parallel for schedule(static) num_threads(::gradstep::cpu::num_threads()) if((count) >= ::gradstep::cpu::kParallelMin))
+  const int team = worth_threads && n > 1 ? static_cast<int>(std::min<int64_t>(team_size(), n)) : 1;
+  if (team > 1 && !omp_in_parallel()) {
+    const int64_t t0 = now_ns();
+    int64_t own_end = t0;
+#pragma omp parallel num_threads(team)
+    {
+      const int slot = omp_get_thread_num();
+#pragma omp for schedule(static) nowait
+      for (int64_t i = 0; i < n; ++i) run(i, slot);
+      if (slot == 0) own_end = now_ns();
+    }
+    const int64_t t1 = now_ns();
+    if (governor_enabled()) governor().region(own_end - t0, t1 - own_end, t1);
+    return;
+  }
 #else
-#define GS_PARALLEL_FOR(count)
+  (void)worth_threads;
 #endif
+  for (int64_t i = 0; i < n; ++i) run(i, 0);
+}
+
+}  // namespace gradstep::cpu

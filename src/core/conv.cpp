@@ -8,10 +8,6 @@
 #include "core/gemm.hpp"
 #include "core/op.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace gradstep::cpu {
 namespace {
 
@@ -152,19 +148,7 @@ GS_NO_LIBCALLS void col2im(T* __restrict dx, const T* __restrict dcol, int64_t l
 // index (its scratch), group decides which chunks it runs and where its dw partial goes.
 template <class Body>
 void for_groups(const Plan& p, bool parallel, Body&& body) {
-  const int threads = static_cast<int>(std::min<int64_t>(num_threads(), p.groups));
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (parallel && threads > 1)
-  {
-    const int64_t slot = omp_get_thread_num();
-#pragma omp for schedule(static)
-    for (int64_t grp = 0; grp < p.groups; ++grp) body(grp, slot);
-  }
-#else
-  (void)parallel;
-  (void)threads;
-  for (int64_t grp = 0; grp < p.groups; ++grp) body(grp, 0);
-#endif
+  parallel_for(p.groups, parallel, [&](int64_t grp, int slot) { body(grp, int64_t(slot)); });
 }
 
 // Chunks [c0, c1) of group grp: a balanced, shape-only partition.
@@ -228,8 +212,7 @@ void conv_backward(T* dx, T* dw, T* db, T* ws, const T* dy, const T* x, const T*
   const int64_t O = g.O, K = p.K, P = p.P, in_img = g.C * g.H * g.W, out_img = O * P;
   const int64_t wsize = O * K;
   if (l2 != T(0)) {
-    GS_PARALLEL_FOR(wsize)
-    for (int64_t i = 0; i < wsize; ++i) dw[i] = l2 * w[i];
+    parallel_for(wsize, wsize >= kParallelMin, [&](int64_t i) { dw[i] = l2 * w[i]; });
   } else if (N <= 0) {
     std::fill(dw, dw + wsize, T(0));
   }
@@ -239,10 +222,7 @@ void conv_backward(T* dx, T* dw, T* db, T* ws, const T* dy, const T* x, const T*
     // chain of dependent adds (4 cycles each: 2.7 ms of LeNet's conv1 at batch 512), and the
     // result still depends on nothing but the shapes.
     constexpr int kLanes = 8;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * out_img >= kParallelMin)
-#endif
-    for (int64_t o = 0; o < O; ++o) {
+    parallel_for(O, N * out_img >= kParallelMin, [&](int64_t o) {
       double acc[kLanes] = {};
       for (int64_t n = 0; n < N; ++n) {
         const T* r = dy + n * out_img + o * P;
@@ -254,7 +234,7 @@ void conv_backward(T* dx, T* dw, T* db, T* ws, const T* dy, const T* x, const T*
       double s = 0.0;
       for (int l = 0; l < kLanes; ++l) s += acc[l];
       db[o] = static_cast<T>(s);
-    }
+    });
   }
   if (N <= 0) return;
   T* partials = ws + p.groups * p.slot;  // (groups-1) × (O, K): the w-gradients of groups 1..
@@ -295,12 +275,11 @@ void conv_backward(T* dx, T* dw, T* db, T* ws, const T* dy, const T* x, const T*
   });
   // dw = group 0 + group 1 + ... in group order, for every element.
   if (p.groups > 1) {
-    GS_PARALLEL_FOR(wsize * p.groups)
-    for (int64_t i = 0; i < wsize; ++i) {
+    parallel_for(wsize, (wsize * p.groups) >= kParallelMin, [&](int64_t i) {
       T s = dw[i];
       for (int64_t grp = 1; grp < p.groups; ++grp) s += partials[(grp - 1) * wsize + i];
       dw[i] = s;
-    }
+    });
   }
 }
 

@@ -16,8 +16,7 @@ void dense_forward(T* y, const T* x, const T* W, const T* b, int64_t N, int64_t 
   // Fill y with the bias rows and let gemm accumulate onto them (beta = 1): one pass less over y,
   // and the same association PyTorch's addmm uses.
   if (b) {
-    GS_PARALLEL_FOR(N * O)
-    for (int64_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
+    parallel_for(N, N * O >= kParallelMin, [&](int64_t n) { std::copy(b, b + O, y + n * O); });
   }
   gemm<T>(false, false, N, O, I, T(1), x, I, W, O, b ? T(1) : T(0), y, O);
 }
@@ -28,10 +27,7 @@ void column_sum(T* out, const T* a, int64_t N, int64_t O) {
   // does not depend on the thread count. The inner loop over columns vectorizes.
   constexpr int64_t kBlock = 64;  // 4 blocks for 256 features, so 2 threads share them
   const int64_t blocks = (O + kBlock - 1) / kBlock;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (N * O >= kParallelMin && blocks > 1)
-#endif
-  for (int64_t blk = 0; blk < blocks; ++blk) {
+  parallel_for(blocks, N * O >= kParallelMin && blocks > 1, [&](int64_t blk) {
     const int64_t o0 = blk * kBlock, o1 = std::min(O, o0 + kBlock);
     T* dst = out + o0;
     std::fill(dst, dst + (o1 - o0), T(0));
@@ -39,7 +35,7 @@ void column_sum(T* out, const T* a, int64_t N, int64_t O) {
       const T* row = a + n * O + o0;
       for (int64_t j = 0; j < o1 - o0; ++j) dst[j] += row[j];
     }
-  }
+  });
 }
 
 template <class T>
@@ -48,24 +44,26 @@ void dense_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, in
   if (l2 != T(0)) {
     // Seed dW with l2·W and let the gemm accumulate xᵀ·dy onto it: no second pass over dW.
     const int64_t P = I * O;
-    GS_PARALLEL_FOR(P)
-    for (int64_t i = 0; i < P; ++i) dW[i] = l2 * W[i];
+    parallel_for(P, P >= kParallelMin, [&](int64_t i) { dW[i] = l2 * W[i]; });
   }
   const T beta_dW = l2 != T(0) ? T(1) : T(0);
   if (dx) {
     // dx = dy·Wᵀ (N,O)·(O,I) and dW = xᵀ·dy (I,N)·(N,O) are independent products of the same
-    // size, so two threads take one each, whole: no operand is packed twice, as it is when one
-    // product is split, and there is one parallel region instead of two. Each product is the same
-    // single BLAS call whatever the thread count, so the bits do not depend on it.
-    const bool pair = num_threads() >= 2 && N * I * O >= kPairMinMacs;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(2) if (pair)
-#endif
-    for (int task = 0; task < 2; ++task) {
-      if (task == 0) gemm_whole<T>(false, true, N, I, O, T(1), dy, O, W, O, T(0), dx, I);
-      else gemm_whole<T>(true, false, I, O, N, T(1), x, I, dy, O, beta_dW, dW, O);
+    // size, so where gemm would cut each in at most two, two threads take one each, whole: no
+    // operand is packed twice, as it is when one product is split, and there is one parallel
+    // region instead of two. Wider products are split over all threads, one after the other.
+    // Each product is computed the same way whatever the thread count, so the bits do not depend
+    // on it.
+    const bool pair = N * I * O >= kPairMinMacs;
+    if (gemm_blocks(N, I, O) > 2 || gemm_blocks(I, O, N) > 2) {
+      gemm<T>(false, true, N, I, O, T(1), dy, O, W, O, T(0), dx, I);
+      gemm<T>(true, false, I, O, N, T(1), x, I, dy, O, beta_dW, dW, O);
+    } else {
+      parallel_for(2, pair, [&](int64_t task) {
+        if (task == 0) gemm_whole<T>(false, true, N, I, O, T(1), dy, O, W, O, T(0), dx, I);
+        else gemm_whole<T>(true, false, I, O, N, T(1), x, I, dy, O, beta_dW, dW, O);
+      });
     }
-    (void)pair;
   } else {
     gemm<T>(true, false, I, O, N, T(1), x, I, dy, O, beta_dW, dW, O);  // (I,N)·(N,O), split
   }

@@ -19,11 +19,15 @@ namespace {
 // Products below this many multiply-adds run as one call: a block must be big enough to pay for
 // the parallel region and the re-packing of the shared operand (a few microseconds).
 constexpr int64_t kBlockMacs = int64_t(1) << 19;
-// Every block packs the operand it shares with the others again, so more blocks cost more
-// copying: two blocks measured fastest on the 2-core machines this library targets (3-15% faster
-// steps at batch 128-512 than 4 or 16 blocks). GEMMs therefore use at most two threads; the
-// elementwise kernels and the optimizer use them all.
-constexpr int64_t kMaxBlocks = 2;
+// Every block packs the operand it shares with the others again (K x the other side), so more
+// blocks cost more copying: two blocks measured fastest on 2 cores (4 or 16 blocks made batch-128
+// steps 3-45% slower). Products are therefore cut in two where each half pays for itself, and into
+// more blocks only when each still has at least kWideBlockSide rows or columns (re-packing then
+// costs a few percent), so that machines with 4-64 cores use them on wide products. The count is
+// a power of two (2 threads share it evenly) and depends on the shape alone, never on the thread
+// count: the bits are the same on any machine.
+constexpr int64_t kWideBlockSide = 256;
+constexpr int64_t kMaxBlocks = 64;
 constexpr int64_t kBlockAlign = 16;  // block edges on whole micro-kernel tiles
 
 // `ours`: small_gemm_wins(...) for the whole product (not the block), so that one product never
@@ -52,16 +56,24 @@ inline void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha
 
 void init_blas_threads() { scipy_openblas_set_num_threads(1); }
 
+int64_t gemm_blocks(int64_t M, int64_t N, int64_t K) {
+  const int64_t macs = M * N * std::max<int64_t>(K, 1), side = std::max(M, N);
+  int64_t blocks = std::min<int64_t>({macs / kBlockMacs, 2, side / kBlockAlign});
+  if (blocks < 2) return 1;
+  const int64_t wide = std::min<int64_t>({macs / kBlockMacs, kMaxBlocks, side / kWideBlockSide});
+  while (blocks * 2 <= wide) blocks *= 2;
+  return blocks;
+}
+
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   const bool ours = small_gemm_wins(trans_a, trans_b, M, N, K);
-  const int64_t macs = M * N * std::max<int64_t>(K, 1);
   // Split the longer side of C; the block count and edges depend on the shape alone.
   const bool split_rows = M > N;
   const int64_t side = split_rows ? M : N;
-  int64_t blocks = std::min<int64_t>({macs / kBlockMacs, kMaxBlocks, side / kBlockAlign});
+  int64_t blocks = gemm_blocks(M, N, K);
   if (blocks <= 1) {
     num_threads();  // makes sure OpenBLAS's pool was set to one thread
     blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ours);
@@ -69,10 +81,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   }
   const int64_t per = ((side + blocks - 1) / blocks + kBlockAlign - 1) / kBlockAlign * kBlockAlign;
   blocks = (side + per - 1) / per;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (num_threads() > 1)
-#endif
-  for (int64_t blk = 0; blk < blocks; ++blk) {
+  parallel_for(blocks, num_threads() > 1, [&](int64_t blk) {
     const int64_t s0 = blk * per, len = std::min(side, s0 + per) - s0;
     if (split_rows) {
       // Rows s0.. of C and of op(A): A is (M,K) row-major, or (K,M) when transposed.
@@ -83,7 +92,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
       const T* b = trans_b ? B + s0 * ldb : B + s0;
       blas(trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + s0, ldc, ours);
     }
-  }
+  });
 }
 
 template <class T>

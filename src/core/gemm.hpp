@@ -11,6 +11,9 @@ namespace gradstep::cpu {
 // Puts OpenBLAS's own pool at one thread: gemm parallelizes with OpenMP over shape-only blocks.
 void init_blas_threads();
 
+// How many blocks gemm cuts an (M,N,K) product into (1: one call), from the shape alone.
+int64_t gemm_blocks(int64_t M, int64_t N, int64_t K);
+
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);

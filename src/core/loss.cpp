@@ -25,8 +25,7 @@ double chunked_sum(int64_t n, int64_t min_len, int64_t work, const F& chunk_sum)
   const int64_t len = (n + want - 1) / want;
   const int64_t chunks = (n + len - 1) / len;
   double part[kMaxChunks];
-  GS_PARALLEL_FOR(work)
-  for (int64_t c = 0; c < chunks; ++c) part[c] = chunk_sum(c * len, std::min(n, (c + 1) * len));
+  parallel_for(chunks, work >= kParallelMin, [&](int64_t c) { part[c] = chunk_sum(c * len, std::min(n, (c + 1) * len)); });
   double s = 0.0;
   for (int64_t c = 0; c < chunks; ++c) s += part[c];
   return s;
@@ -105,11 +104,9 @@ double weighted_elementwise_sum(int64_t n, const double* w, int64_t row, const F
 template <class T, class F>
 void weighted_elementwise_grad(T* dst, int64_t n, const double* w, int64_t row, const F& grad) {
   if (!w) {
-    GS_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(grad(i));
+    parallel_for(n, n >= kParallelMin, [&](int64_t i) { dst[i] = static_cast<T>(grad(i)); });
   } else {
-    GS_PARALLEL_FOR(n)
-    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(w[i / row] * grad(i));
+    parallel_for(n, n >= kParallelMin, [&](int64_t i) { dst[i] = static_cast<T>(w[i / row] * grad(i)); });
   }
 }
 
@@ -197,8 +194,7 @@ template <class T>
 void softmax_xent_backward(T* dlogits, const T* probs, const int64_t* labels, int64_t N,
                            int64_t K, const double* w) {
   const double nd = static_cast<double>(N);
-  GS_PARALLEL_FOR(N * K)
-  for (int64_t r = 0; r < N; ++r) {
+  parallel_for(N, N * K >= kParallelMin, [&](int64_t r) {
     const T* p = probs + r * K;
     T* d = dlogits + r * K;
     const int64_t y = labels[r];
@@ -206,7 +202,7 @@ void softmax_xent_backward(T* dlogits, const T* probs, const int64_t* labels, in
     const double wr = row_weight(w, r);
     for (int64_t k = 0; k < K; ++k) d[k] = static_cast<T>(wr * (static_cast<double>(p[k]) / nd));
     d[y] = static_cast<T>(wr * ((py - 1.0) / nd));
-  }
+  });
 }
 
 // ---- softmax cross-entropy, class probabilities ------------------------------------------------
@@ -231,8 +227,7 @@ template <class T>
 void softmax_xent_soft_backward(T* dlogits, const T* probs, const T* target, int64_t N, int64_t K,
                                 const double* w) {
   const double nd = static_cast<double>(N);
-  GS_PARALLEL_FOR(N * K)
-  for (int64_t r = 0; r < N; ++r) {
+  parallel_for(N, N * K >= kParallelMin, [&](int64_t r) {
     const T* p = probs + r * K;
     const T* t = target + r * K;
     T* d = dlogits + r * K;
@@ -243,7 +238,7 @@ void softmax_xent_soft_backward(T* dlogits, const T* probs, const T* target, int
     for (int64_t k = 0; k < K; ++k)
       d[k] = static_cast<T>(
           wr * ((static_cast<double>(p[k]) * tsum - static_cast<double>(t[k])) / nd));
-  }
+  });
 }
 
 // ---- nll on probabilities ----------------------------------------------------------------------
@@ -260,13 +255,12 @@ template <class T>
 void nll_backward(T* dprob, const T* prob, const int64_t* labels, int64_t N, int64_t K,
                   const double* w) {
   const double nd = static_cast<double>(N);
-  GS_PARALLEL_FOR(N * K)
-  for (int64_t r = 0; r < N; ++r) {
+  parallel_for(N, N * K >= kParallelMin, [&](int64_t r) {
     T* d = dprob + r * K;
     std::fill(d, d + K, T(0));
     d[labels[r]] = static_cast<T>(
         row_weight(w, r) * math::nll_grad(static_cast<double>(prob[r * K + labels[r]]), nd));
-  }
+  });
 }
 
 #define GS_INSTANTIATE(T)                                                                       \

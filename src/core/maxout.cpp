@@ -19,15 +19,13 @@ void maxout_forward(T* y, int32_t* argmax, T* z, const T* x, const T* W, const T
     T* zk = z + k * NO;
     if (b) {
       const T* bk = b + k * O;
-      GS_PARALLEL_FOR(NO)
-      for (int64_t n = 0; n < N; ++n) std::copy(bk, bk + O, zk + n * O);
+      parallel_for(N, NO >= kParallelMin, [&](int64_t n) { std::copy(bk, bk + O, zk + n * O); });
     }
     gemm<T>(false, false, N, O, I, T(1), x, I, W + k * I * O, O, b ? T(1) : T(0), zk, O);
   }
   // Pieces in the inner position would stride by N·O; looping k outside the columns keeps every
   // access contiguous and the comparisons vectorize as blends.
-  GS_PARALLEL_FOR(NO * P)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, NO * P >= kParallelMin, [&](int64_t n) {
     T* yr = y + n * O;
     int32_t* ar = argmax + n * O;
     const T* z0 = z + n * O;
@@ -46,15 +44,14 @@ void maxout_forward(T* y, int32_t* argmax, T* z, const T* x, const T* W, const T
         ar[o] = win ? kk : ar[o];
       }
     }
-  }
+  });
 }
 
 template <class T>
 void maxout_backward(T* dx, T* dW, T* db, T* dz, const T* dy, const int32_t* argmax, const T* x,
                      const T* W, int64_t N, int64_t I, int64_t O, int64_t P) {
   const int64_t NO = N * O;
-  GS_PARALLEL_FOR(NO * P)
-  for (int64_t n = 0; n < N; ++n) {
+  parallel_for(N, NO * P >= kParallelMin, [&](int64_t n) {
     const T* dyr = dy + n * O;
     const int32_t* ar = argmax + n * O;
     for (int64_t k = 0; k < P; ++k) {
@@ -66,7 +63,7 @@ void maxout_backward(T* dx, T* dW, T* db, T* dz, const T* dy, const int32_t* arg
         dzr[o] = ar[o] == kk ? d : T(0);
       }
     }
-  }
+  });
   for (int64_t k = 0; k < P; ++k) {
     const T* dzk = dz + k * NO;
     // dx sums the pieces' contributions in k order: the first gemm overwrites, the rest add.

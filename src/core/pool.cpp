@@ -26,10 +26,7 @@ inline Window window(const PoolGeometry& g, int64_t i, int64_t j) {
 template <class Body>
 void for_planes(int64_t planes, int64_t work, Body&& body) {
   (void)work;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(num_threads()) if (work >= kParallelMin)
-#endif
-  for (int64_t pl = 0; pl < planes; ++pl) body(pl);
+  parallel_for(planes, work >= kParallelMin, [&](int64_t pl) { body(pl); });
 }
 
 }  // namespace
