@@ -231,3 +231,48 @@ def test_what_other_cpus_run_gives_the_same_training():
         np.testing.assert_allclose(losses, runs["blas"][2], rtol=1e-5, err_msg=setting)
     if ISA == "avx512":  # the two kernels give the same bits
         assert runs["avx2"][2] == runs[""][2]
+
+
+def test_random_calls_raise_or_compute():
+    # Random (often wrong) arguments: each call either raises TypeError/ValueError or computes
+    # op(A)·op(B) correctly; none may crash or write outside C.
+    rng = np.random.default_rng(17)
+    kernels = ["auto", "blas", "avx2", "avx512", "neon"]
+    computed = refused = 0
+    for _ in range(400):
+        dtype = [np.float32, np.float64, np.int32][rng.integers(0, 3) if rng.random() < 0.1 else 0]
+        ta, tb = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
+        M, N, K = (int(v) for v in rng.integers(0, 20, 3))
+
+        def arr(rows, cols):
+            kind = rng.integers(0, 6)
+            if kind == 0:  # wrong shape
+                rows, cols = rows + int(rng.integers(-1, 2)), cols + int(rng.integers(-1, 2))
+            rows, cols = max(rows, 0), max(cols, 0)
+            big = rng.standard_normal((rows + 1, 2 * cols + 3)).astype(dtype)
+            if kind == 1:
+                return big[:rows, ::2][:, :cols]  # strided columns
+            if kind == 2:
+                return big[:rows, 1:cols + 1].T.copy().T  # column-major
+            if kind == 3:
+                return big[:rows].ravel()[:rows * cols]  # 1-D
+            return big[:rows, :cols]  # a strided view
+        A = arr(K, M) if ta else arr(M, K)
+        B = arr(N, K) if tb else arr(K, N)
+        guard = np.full((M + 2, N + 2), 7.0, dtype=dtype)
+        C = guard[1:-1, 1:-1]
+        kernel = kernels[rng.integers(0, len(kernels))]
+        try:
+            _core._gemm_for_tests(A, B, C, ta, tb, 1.0, 0.0, kernel)
+        except (TypeError, ValueError):
+            refused += 1
+        else:
+            computed += 1
+            a = A.T if ta else A
+            b = B.T if tb else B
+            ref = a.astype(np.float64) @ b.astype(np.float64)
+            np.testing.assert_allclose(C, ref, rtol=1e-4, atol=1e-4)
+        border = np.ones(guard.shape, bool)
+        border[1:-1, 1:-1] = False
+        assert np.all(guard[border] == 7.0), "wrote outside C"
+    assert computed > 50 and refused > 50
