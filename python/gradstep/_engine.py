@@ -7,6 +7,10 @@ code a lone layer's `forward`/`backward` runs (so the layer-by-layer path gives 
 Activations and scratch live in a workspace that the C++ side allocates for the largest batch seen
 and then reuses.
 
+`Engine.train_batches` runs many steps of one epoch in one call (fit's fast path, see
+gradstep/_epoch.py): the C++ side gathers each batch's rows in the epoch's order and runs exactly the
+steps `step` would, keeping the running loss sum and the accuracy counts.
+
 The step also runs in two halves, `forward_backward` (gradients left in the model's flat
 `arena.grads`) and `update`, so that data parallelism can all-reduce the gradient buffer between.
 
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks, _core
+from . import _checks, _core, _random
 from . import losses as _losses
 
 
@@ -35,6 +39,44 @@ def parse_targets(y: Any, label_kind: str | None, k: int, n: int, dtype: Any) ->
     if target.ndim == 1 and k == 1:
         target = target.reshape(-1, 1)
     return None, target
+
+
+# The rules by which train_batches counts "accuracy" (core/network.hpp AccuracyRule).
+ACC_NONE, ACC_ARGMAX_LABELS, ACC_ARGMAX_ARGMAX, ACC_THRESHOLD_LABELS, ACC_THRESHOLD_HALF = range(5)
+
+
+def accuracy_rule(loss: Any, labels: bool, out_shape: tuple[int, ...]) -> tuple[int, float] | None:
+    """(rule, threshold) by which C++ counts "accuracy" as `loss.predicted_classes(outputs) ==
+    loss.target_classes(target)` counts it (see metrics.batch_sums), for class labels (`labels`)
+    or float targets of the model's output shape; None when no rule matches (the metric is then
+    computed in Python from the outputs). Read off which methods the loss's class runs."""
+    if len(out_shape) != 1:
+        return None
+    k = out_shape[0]
+    cls = type(loss)
+    pred, tgt = cls.predicted_classes, cls.target_classes
+    threshold = float(loss._threshold)
+    argmax = (pred is _losses._ClassLoss.predicted_classes
+              or (pred is _losses.Loss.predicted_classes and k > 1))
+    first_over = pred is _losses.Loss.predicted_classes and k == 1  # (N,) from output column 0
+    each_over = pred is _losses.BinaryCrossEntropy.predicted_classes  # every output its own decision
+    if labels:
+        if tgt is not _losses.Loss.target_classes:
+            return None
+        if argmax:
+            return ACC_ARGMAX_LABELS, threshold
+        if first_over:
+            return ACC_THRESHOLD_LABELS, threshold
+        return None
+    if tgt is _losses.Loss.target_classes:  # float targets: argmax of rows (K > 1), else >= 0.5
+        if argmax and k > 1:
+            return ACC_ARGMAX_ARGMAX, threshold
+        if first_over:
+            return ACC_THRESHOLD_HALF, threshold
+        return None
+    if tgt is _losses.BinaryCrossEntropy.target_classes and each_over:
+        return ACC_THRESHOLD_HALF, threshold
+    return None
 
 
 class Engine:
@@ -53,6 +95,8 @@ class Engine:
         self.in_shape = model.input_shape
         self.dtype = model.dtype
         self.last_code: str | None = None
+        self.batch_seconds: dict[int, float] = {}  # batch size -> seconds per step (fit's chunking)
+        self._no_seeds = np.empty((0, 0), np.uint64)
         self._attach_state()
 
     def _attach_state(self) -> None:
@@ -65,13 +109,22 @@ class Engine:
         self.nets.clear()
 
     def _net(self, kind: str) -> Any:
+        """The network for loss kind `kind`; "infer": the one evaluation runs (a workspace of its
+        own, so that it leaves the last training step's outputs alone)."""
         net = self.nets.get(kind)
         if net is None:
             arena = self.model.arena
-            net = _core.Network(self.ops, self.in_shape, kind, self.optimizer.kernel, arena.params,
+            loss = kind if kind != "infer" else (self.kinds[0] or self.kinds[1])
+            net = _core.Network(self.ops, self.in_shape, loss, self.optimizer.kernel, arena.params,
                                 arena.grads, self.state0, self.state1)
             self.nets[kind] = net
         return net
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The outputs for x (the model's dtype and input shape) in evaluation mode, in one C++
+        call: the bits of the layers' forward(training=False)."""
+        self._prepare()
+        return self._net("infer").infer(x)
 
     def usable(self) -> bool:
         """Still valid for the model's current optimizer and state (else the model rebuilds it)."""
@@ -139,11 +192,12 @@ class Engine:
         net.update(self.optimizer.kernel_hyper(), step, self.optimizer.clip_args())
         self._stepped(step)
 
-    def _stepped(self, step: int) -> None:
+    def _stepped(self, step: int, count: int = 1) -> None:
+        """`count` steps done, the last one step number `step`."""
         steps = self.block.steps
         for k in self.keys:
             steps[k] = step
-        self.optimizer._iterations += 1
+        self.optimizer._iterations += count
 
     def step(self, xb: Any, yb: Any, sample_weight: Any = None) -> float:
         self._prepare()
@@ -156,6 +210,67 @@ class Engine:
         self._stepped(step)
         self.last_code = kind
         return value
+
+    def epoch_targets(self, y: np.ndarray) -> tuple[Any, Any, str] | None:
+        """(labels or None, target or None, loss kind) for fit's whole, checked y, as every batch of
+        it would reach the network through `_batch`; None when a batch would be converted or
+        refused there (fit then takes the per-batch path, which converts or raises)."""
+        label_kind, array_kind = self.kinds
+        if y.ndim == 1:
+            if y.dtype == np.int64 and y.flags.c_contiguous and label_kind is not None:
+                return y, None, label_kind
+            return None
+        out_shape = self.model.out_shape
+        if (array_kind is not None and y.dtype == self.dtype and y.flags.c_contiguous
+                and out_shape is not None and y.shape[1:] == tuple(out_shape)):
+            return None, y, array_kind
+        return None
+
+    def _draw_seeds(self, count: int) -> np.ndarray:
+        """The dropout seeds of the next `count` steps, drawn in the order `step` draws them."""
+        if not self.seeded:
+            if self._no_seeds.shape[0] < count:
+                self._no_seeds = np.empty((count, 0), np.uint64)
+            return self._no_seeds[:count]
+        return np.array([[layer._next_seed() for layer in self.seeded] for _ in range(count)],
+                        dtype=np.uint64)
+
+    def _seed_generators(self) -> list[np.random.Generator]:
+        """Every generator `_draw_seeds` may advance (each seeded layer's, the library's)."""
+        gens = [getattr(layer, "_rng", None) for layer in self.seeded] + [_random.generator()]
+        return list({id(g): g for g in gens if g is not None}.values())
+
+    def train_batches(self, X: np.ndarray, labels: Any, target: Any, kind: str, weights: Any,
+                      order: Any, batch_size: int, b0: int, b1: int, loss_sum: float,
+                      accuracy: tuple[int, float] | None, outputs: Any = None,
+                      stop_nonfinite: bool = False) -> tuple[int, float, float, int, int]:
+        """Batches [b0, b1) of an epoch in one C++ call, each exactly what `step` does on the
+        batch's rows (fit's per-batch path): the same dropout seeds, optimizer step numbers and
+        iteration count. Returns (batches run, loss_sum continued, last loss, correct, decisions);
+        fewer batches than asked only with `stop_nonfinite`, after a non-finite loss, and then
+        the seeds of the batches not run are given back to their generators."""
+        self._prepare()
+        count = b1 - b0
+        saved = [(g, g.bit_generator.state) for g in self._seed_generators()] if self.seeded else []
+        seeds = self._draw_seeds(count)
+        step = self.block.steps.get(self.keys[0], 0) + 1
+        rule, threshold = accuracy if accuracy is not None else (ACC_NONE, 0.5)
+        result = None
+        try:
+            result = self._net(kind).train_batches(
+                X, labels, target, weights, order, batch_size, b0, b1, seeds,
+                self.optimizer.kernel_hyper(), step, self.optimizer.clip_args(), loss_sum, rule,
+                threshold, outputs, stop_nonfinite)
+        finally:  # also when a KeyboardInterrupt lands right after the call: the steps count
+            done = 0 if result is None else result[0]
+            if saved and done < count:  # rewind, then draw again only the seeds that were used
+                for g, state in saved:
+                    g.bit_generator.state = state
+                self._draw_seeds(done)
+            if done:
+                self._stepped(step + done - 1, done)
+                self.last_code = kind
+        return result
 
     def output(self) -> np.ndarray:
         return self.nets[self.last_code].output()

@@ -97,9 +97,11 @@ class Tracker:
         self.scores: list[np.ndarray] = []
         self.targets: list[np.ndarray] = []
 
-    def update(self, outputs: np.ndarray, target: np.ndarray) -> None:
+    def update(self, outputs: np.ndarray, target: np.ndarray, metrics: list[str] | None = None) -> None:
+        """Add one batch; `metrics`: only these (fit's fast path counts "accuracy" itself)."""
         n = outputs.shape[0]
-        for m in self.metrics:
+        metrics = self.metrics if metrics is None else metrics
+        for m in metrics:
             if isinstance(m, CustomMetric):
                 self.sums[m] += float(m.fn(target, outputs)) * n
                 self.counts[m] += n
@@ -111,9 +113,9 @@ class Tracker:
                 s, c = self._top_k(outputs, target)
                 self.sums[m] += s
                 self.counts[m] += c
-        if {"precision", "recall", "f1"} & set(self.metrics):
+        if {"precision", "recall", "f1"} & set(metrics):
             self._add_confusion(outputs, target)
-        if "auc" in self.metrics:
+        if "auc" in metrics:
             self.scores.append(np.array(outputs, dtype=np.float64))
             self.targets.append(np.array(target))
 

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from . import _checks, _engine, _interrupt, _random
+from . import _checks, _engine, _epoch, _interrupt, _random
 from . import distributed as _distributed
 from . import preprocessing as _prep
 from . import losses as _losses
@@ -63,6 +63,11 @@ class Sequential:
     `seed` makes the model reproducible: parameters of layers built without a seed of their own
     are drawn again from it, and it is the default seed of `fit`'s shuffling and dropout.
     """
+
+    # fit runs each epoch's batches in C++ chunks when that gives the per-batch loop's bits
+    # (gradstep/_epoch.py); True forces the per-batch loop. _fit_path says which the last epoch took.
+    _per_batch_fit = False
+    _fit_path = ""
 
     def __init__(self, layers: Iterable[Layer] | None = None, dtype: Any = "float32",
                  seed: int | None = None, input_shape: Any = None) -> None:
@@ -474,6 +479,7 @@ class Sequential:
                              f"{X.shape[0]} and {y.shape[0] if y.ndim else 'a scalar'}")
         if _checks.first_nonfinite(y) is not None:
             raise ValueError(f"{what}: {yname} holds NaN or inf (first at index {_checks.first_nonfinite(y)[0]})")
+        checked_X, checked_y = X, y
         if self._labels_loss() and y.ndim == 1:
             y = _checks.class_labels(y, f"{what}: {yname}", self.out_features)
         else:
@@ -485,9 +491,12 @@ class Sequential:
             y = np.ascontiguousarray(y, dtype=self.dtype)
         X = self._network_input(X)
         # Once per call, not per batch: a finite raw X can still overflow when standardized or cast
-        # to the model's dtype (train_step, which fit's batches skip, would have caught it).
-        _checks.check_finite(X, f"{what}: {xname} (standardized, as {self.dtype.name})")
-        _checks.check_finite(y, f"{what}: {yname} (as the model's dtype)")
+        # to the model's dtype (train_step, which fit's batches skip, would have caught it). An
+        # array that came through unchanged (already the model's dtype) was checked above.
+        if X is not checked_X:
+            _checks.check_finite(X, f"{what}: {xname} (standardized, as {self.dtype.name})")
+        if y is not checked_y:
+            _checks.check_finite(y, f"{what}: {yname} (as the model's dtype)")
         return X, y
 
     def _network_input(self, X: np.ndarray) -> np.ndarray:
@@ -570,7 +579,12 @@ class Sequential:
         class left out weighs 1) weight each sample's loss: the loss is Σ w_i·loss_i / N (Keras's
         convention; see gs.losses), with w the product of the two when both are given. Metrics
         stay unweighted. `validation_data` may be (X, y) or (X, y, sample_weight);
-        `validation_split` splits the weights with the data."""
+        `validation_split` splits the weights with the data.
+
+        On the CPU, a model whose layers, loss and optimizer are built-in ones trains each epoch's
+        batches in C++, a chunk of batches (about 0.1 s) per call, and gets the same numbers as
+        batch by batch; a callback with `on_batch_end` (other than TerminateOnNaN), a callable
+        metric, MPI data parallelism or a GPU keep the batch-by-batch loop (gradstep/_epoch.py)."""
         self._require_compiled("fit")
         run = _distributed.runner(self, distributed)
         epochs = _checks.check_int(epochs, "fit: epochs", 1)
@@ -653,48 +667,53 @@ class Sequential:
                 tracker = _metrics.Tracker(self.metrics, self.loss)
                 bar = progress(n_batches, f"Epoch {epoch + 1}/{self.epochs_done - e + epochs}")
                 stopped_in_batch = False
-                for b in range(n_batches):
-                    lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
-                    mine, end = run.share(lo, hi)  # this process's rows of the batch (all of them on one)
-                    if device_data is not None:
-                        idx = order[lo:hi] if shuffle else np.arange(lo, hi)
-                        yb = y[idx]
-                        self._last_output = None
-                        value = self._device_engine.step_indices(device_data, idx)
-                        self._host_stale = True
-                    else:
-                        wb = None
-                        if shuffle:
-                            idx = order[mine:end]
-                            xb, yb = xbuf[:end - mine], ybuf[:end - mine]
-                            np.take(X, idx, axis=0, out=xb)
-                            np.take(y, idx, axis=0, out=yb)
-                            if weights is not None:
-                                wb = wbuf[:end - mine]
-                                np.take(weights, idx, out=wb)
+                # Decided per epoch (after on_epoch_begin, which may change the model).
+                fast = _epoch.plan(self, run, callbacks, y, weights, device_data is not None)
+                if fast is not None:  # the epoch in C++ chunks: same bits (see gradstep/_epoch.py)
+                    b, stopped_in_batch = fast.run(X, order, batch_size, sums, tracker, bar, interrupt, epoch)
+                else:
+                    for b in range(n_batches):
+                        lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                        mine, end = run.share(lo, hi)  # this process's rows of the batch (all of them on one)
+                        if device_data is not None:
+                            idx = order[lo:hi] if shuffle else np.arange(lo, hi)
+                            yb = y[idx]
+                            self._last_output = None
+                            value = self._device_engine.step_indices(device_data, idx)
+                            self._host_stale = True
                         else:
-                            xb, yb = X[mine:end], y[mine:end]
-                            wb = None if weights is None else weights[mine:end]
-                        value = run.step(self, xb, yb, hi - lo, wb)
-                    sums["loss"] += value * (hi - lo)
-                    if self.metrics and len(yb):
-                        tracker.update(self._train_output(), yb)
-                    if bar is not None:
-                        bar.update(1)
-                        if b % 8 == 0 or b == n_batches - 1:
-                            bar.set_postfix_str(f"loss={sums['loss'] / min(n, (b + 1) * batch_size):.4f}", refresh=False)
-                    for cb in callbacks:
-                        cb.on_batch_end(b, {"loss": value, "size": hi - lo})
-                    if interrupt.requested:  # Ctrl-C: this batch is done; the epoch is not
+                            wb = None
+                            if shuffle:
+                                idx = order[mine:end]
+                                xb, yb = xbuf[:end - mine], ybuf[:end - mine]
+                                np.take(X, idx, axis=0, out=xb)
+                                np.take(y, idx, axis=0, out=yb)
+                                if weights is not None:
+                                    wb = wbuf[:end - mine]
+                                    np.take(weights, idx, out=wb)
+                            else:
+                                xb, yb = X[mine:end], y[mine:end]
+                                wb = None if weights is None else weights[mine:end]
+                            value = run.step(self, xb, yb, hi - lo, wb)
+                        sums["loss"] += value * (hi - lo)
+                        if self.metrics and len(yb):
+                            tracker.update(self._train_output(), yb)
                         if bar is not None:
-                            bar.close()
-                        self.interrupted_at = (epoch, b + 1, n_batches)
-                        raise KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1} after batch "
-                                                f"{b + 1} of {n_batches}")
-                    if run.any_stop(self.stop_training, batch=True):
-                        self.stop_training = True
-                        stopped_in_batch = True
-                        break
+                            bar.update(1)
+                            if b % 8 == 0 or b == n_batches - 1:
+                                bar.set_postfix_str(f"loss={sums['loss'] / min(n, (b + 1) * batch_size):.4f}", refresh=False)
+                        for cb in callbacks:
+                            cb.on_batch_end(b, {"loss": value, "size": hi - lo})
+                        if interrupt.requested:  # Ctrl-C: this batch is done; the epoch is not
+                            if bar is not None:
+                                bar.close()
+                            self.interrupted_at = (epoch, b + 1, n_batches)
+                            raise KeyboardInterrupt(f"fit: interrupted in epoch {epoch + 1} after batch "
+                                                    f"{b + 1} of {n_batches}")
+                        if run.any_stop(self.stop_training, batch=True):
+                            self.stop_training = True
+                            stopped_in_batch = True
+                            break
                 seen = n if not stopped_in_batch else min(n, (b + 1) * batch_size)
                 run.end_epoch(self)
                 logs = {"loss": sums["loss"] / seen, **run.results(tracker)}
@@ -772,9 +791,12 @@ class Sequential:
         metrics tracker) over (X, y) in evaluation mode."""
         total = 0.0
         tracker = _metrics.Tracker(self.metrics, self.loss)
+        # Through the whole-step engine's network when there is one (one C++ call per batch, the
+        # same bits as the layers' forward), else layer by layer.
+        engine = self._get_engine() if self.device == "cpu" and X.dtype == self.dtype else False
         for start in range(0, X.shape[0], batch_size):
             xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-            out = self.forward(xb, training=False)
+            out = engine.infer(xb) if engine else self.forward(xb, training=False)
             if weights is None:
                 total += self.loss.forward(out, yb) * xb.shape[0]
             else:

@@ -215,6 +215,105 @@ struct NetworkHandle {
     py::gil_scoped_release nogil;
     impl.net->update(o);
   }
+
+  // Network.train_batches: see its binding below. Every array is checked here (dtype, shape,
+  // layout) and every index, label and weight the batches use by the core's check_batches, all
+  // before the first step; then the batches run with the GIL released.
+  template <class T>
+  py::tuple train_batches(NetImpl<T>& impl, const py::array& x, const py::object& labels,
+                          const py::object& target, const py::object& sample_weight,
+                          const py::object& order, int64_t batch_size, int64_t b0, int64_t b1,
+                          const py::array& seeds, const py::sequence& hyper, int64_t step,
+                          const py::object& clip, double loss_sum, int accuracy, double threshold,
+                          const py::object& outputs, bool stop_nonfinite) {
+    const char* fn = "Network.train_batches";
+    const std::string f(fn);
+    cpu::OptArgs<T> o = opt_args<T>(hyper, step, fn, clip);
+    cpu::EpochData<T> d;
+    d.x = in<T>(x, fn, "x", impl.x_shape);
+    d.rows = dim(x, 0);
+    d.x_row = impl.net->in_shape().size();
+    if (d.rows < 1) throw py::value_error(f + ": x must have at least one row");
+    if (batch_size < 1) throw py::value_error(f + ": batch_size must be >= 1, got " + std::to_string(batch_size));
+    d.batch = batch_size;
+    const bool takes_labels = cpu::loss_takes_labels(loss);
+    if (takes_labels) {
+      if (labels.is_none()) throw py::value_error(f + ": labels are required for this loss");
+      if (!target.is_none()) throw py::value_error(f + ": this loss takes labels; target must be None");
+      if (!py::isinstance<py::array>(labels)) throw py::type_error(f + ": labels must be a numpy array of int64");
+      py::array lab = py::reinterpret_borrow<py::array>(labels);
+      if (!lab.dtype().equal(py::dtype::of<int64_t>()))
+        throw py::type_error(f + ": labels must have dtype int64, got " + std::string(py::str(lab.dtype())));
+      check_array<int64_t>(lab, fn, "labels", {d.rows});
+      d.labels = static_cast<const int64_t*>(lab.data());
+    } else {
+      if (target.is_none()) throw py::value_error(f + ": target is required for this loss");
+      if (!labels.is_none()) throw py::value_error(f + ": this loss takes a target; labels must be None");
+      if (!py::isinstance<py::array>(target)) throw py::type_error(f + ": target must be a numpy array");
+      py::array t = py::reinterpret_borrow<py::array>(target);
+      d.target = in<T>(t, fn, "target", impl.y_shape);
+      if (dim(t, 0) != d.rows)
+        throw py::value_error(f + ": target must have " + std::to_string(d.rows) +
+                              " rows (as x), got " + std::to_string(dim(t, 0)));
+    }
+    if (!sample_weight.is_none()) {
+      if (!py::isinstance<py::array>(sample_weight))
+        throw py::type_error(f + ": sample_weight must be a float64 array or None");
+      py::array w = py::reinterpret_borrow<py::array>(sample_weight);
+      if (!w.dtype().equal(py::dtype::of<double>()))
+        throw py::type_error(f + ": sample_weight must have dtype float64, got " + std::string(py::str(w.dtype())));
+      check_array<double>(w, fn, "sample_weight", {d.rows});
+      d.weights = static_cast<const double*>(w.data());
+    }
+    if (!order.is_none()) {
+      if (!py::isinstance<py::array>(order)) throw py::type_error(f + ": order must be a numpy array of int64 or None");
+      py::array ord = py::reinterpret_borrow<py::array>(order);
+      if (!ord.dtype().equal(py::dtype::of<int64_t>()))
+        throw py::type_error(f + ": order must have dtype int64, got " + std::string(py::str(ord.dtype())));
+      check_array<int64_t>(ord, fn, "order", {d.rows});
+      d.order = static_cast<const int64_t*>(ord.data());
+    }
+    if (!seeds.dtype().equal(py::dtype::of<uint64_t>()))
+      throw py::type_error(f + ": dropout_seeds must have dtype uint64, got " + std::string(py::str(seeds.dtype())));
+    const int64_t n_batches = d.rows / d.batch + (d.rows % d.batch != 0);
+    if (!(0 <= b0 && b0 < b1 && b1 <= n_batches))
+      throw py::value_error(f + ": the batch range [b0, b1) must satisfy 0 <= b0 < b1 <= " +
+                            std::to_string(n_batches) + " (the number of batches), got [" +
+                            std::to_string(b0) + ", " + std::to_string(b1) + ")");
+    check_array<uint64_t>(seeds, fn, "dropout_seeds", {b1 - b0, impl.net->seeds_needed()});
+    const uint64_t* ps = static_cast<const uint64_t*>(seeds.data());
+    if (accuracy < 0 || accuracy > static_cast<int>(cpu::AccuracyRule::kThresholdVsHalf))
+      throw py::value_error(f + ": accuracy must be a rule number in [0, 4], got " + std::to_string(accuracy));
+    const auto rule = static_cast<cpu::AccuracyRule>(accuracy);
+    const bool rule_labels = rule == cpu::AccuracyRule::kArgmaxVsLabels ||
+                             rule == cpu::AccuracyRule::kThresholdVsLabels;
+    if (rule != cpu::AccuracyRule::kNone && rule_labels != takes_labels)
+      throw py::value_error(f + ": accuracy rule " + std::to_string(accuracy) + " needs " +
+                            (rule_labels ? "labels" : "a target") + ", and this loss takes " +
+                            (takes_labels ? "labels" : "a target"));
+    if (!std::isfinite(threshold)) throw py::value_error(f + ": threshold must be finite");
+    T* pout = nullptr;
+    if (!outputs.is_none()) {
+      if (!py::isinstance<py::array>(outputs)) throw py::type_error(f + ": outputs must be a numpy array or None");
+      py::array a = py::reinterpret_borrow<py::array>(outputs);
+      const int64_t end = b1 == n_batches ? d.rows : b1 * d.batch;
+      std::vector<int64_t> shape = impl.y_shape;
+      shape[0] = end - b0 * d.batch;
+      pout = out<T>(a, fn, "outputs", shape);
+    }
+    try {
+      impl.net->check_batches(d, b0, b1);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(f + ": " + e.what());
+    }
+    recheck<T>(fn);
+    cpu::BatchesResult r;
+    {
+      py::gil_scoped_release nogil;
+      r = impl.net->train_batches(d, b0, b1, ps, o, loss_sum, rule, threshold, pout, stop_nonfinite);
+    }
+    return py::make_tuple(r.batches, r.loss_sum, r.last_loss, r.correct, r.decisions);
+  }
 };
 
 template <class T>
@@ -375,6 +474,60 @@ void bind_network(py::module_& m) {
            py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"),
            py::arg("hyper"), py::arg("step"), py::arg("clip") = py::none(),
            py::arg("sample_weight") = py::none())
+      // (batches, loss_sum, last_loss, correct, decisions) = train_batches(x, labels or None,
+      //     target or None, sample_weight or None, order or None, batch_size, b0, b1,
+      //     dropout_seeds, hyper, step, clip, loss_sum, accuracy=0, threshold=0.5, outputs=None,
+      //     stop_nonfinite=False)
+      // Batches [b0, b1) of an epoch over the whole training set in one call (fit's fast path),
+      // with the GIL released: batch b is the rows order[b·batch_size : (b+1)·batch_size] (rows
+      // in order when order is None), and each batch is exactly a train_step on those rows, at
+      // optimizer step `step` for b0 and one more per batch. dropout_seeds: uint64
+      // (b1 - b0, seeds needed), one row per batch. loss_sum continues the caller's running sum
+      // (+= loss·rows per batch); accuracy: a rule number (core/network.hpp AccuracyRule, 0 =
+      // none) counting correct decisions with `threshold`; outputs: None, or an array that
+      // receives every batch's outputs (rows from position b0·batch_size on). stop_nonfinite:
+      // return right after a batch whose loss is NaN or infinite.
+      .def("train_batches", [](NetworkHandle& h, const py::array& x, const py::object& labels,
+                               const py::object& target, const py::object& sample_weight,
+                               const py::object& order, int64_t batch_size, int64_t b0, int64_t b1,
+                               const py::array& seeds, const py::sequence& hyper, int64_t step,
+                               const py::object& clip, double loss_sum, int accuracy,
+                               double threshold, const py::object& outputs, bool stop_nonfinite) {
+             auto lock = exclusive(h.busy, "Network.train_batches");
+             return h.visit([&](auto& impl) {
+               return h.train_batches(impl, x, labels, target, sample_weight, order, batch_size, b0,
+                                      b1, seeds, hyper, step, clip, loss_sum, accuracy, threshold,
+                                      outputs, stop_nonfinite);
+             });
+           },
+           py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("sample_weight"),
+           py::arg("order"), py::arg("batch_size"), py::arg("b0"), py::arg("b1"),
+           py::arg("dropout_seeds"), py::arg("hyper"), py::arg("step"), py::arg("clip") = py::none(),
+           py::arg("loss_sum") = 0.0, py::arg("accuracy") = 0, py::arg("threshold") = 0.5,
+           py::arg("outputs") = py::none(), py::arg("stop_nonfinite") = false)
+      // outputs = infer(x): the network's outputs (N, out...) in evaluation mode (BatchNorm's
+      // running statistics, no dropout), the same bits as the layers' forward(training=False).
+      // The outputs of a training step (output()) are replaced.
+      .def("infer", [](NetworkHandle& h, const py::array& x) -> py::array {
+        auto lock = exclusive(h.busy, "Network.infer");
+        return h.visit([&](auto& impl) -> py::array {
+          using T = typename std::remove_reference_t<decltype(impl)>::value_type;
+          const char* fn = "Network.infer";
+          const T* px = in<T>(x, fn, "x", impl.x_shape);
+          const int64_t N = dim(x, 0);
+          if (N < 1) throw py::value_error(std::string(fn) + ": x must have at least one row");
+          h.recheck<T>(fn);
+          std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(N)};
+          for (int64_t d : impl.net->out_shape().dims) shape.push_back(static_cast<py::ssize_t>(d));
+          auto a = empty<T>(shape);
+          {
+            py::gil_scoped_release nogil;
+            impl.net->infer(px, N);
+            std::copy(impl.net->output(), impl.net->output() + N * h.K, a.mutable_data());
+          }
+          return a;
+        });
+      }, py::arg("x"))
       // A copy of the last completed batch's outputs (N, out...), for the training metrics.
       .def("output", [](NetworkHandle& h) -> py::array {
         auto lock = exclusive(h.busy, "Network.output");

@@ -75,12 +75,18 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("own_ns"), py::arg("wait_ns"), py::arg("now_ns"))
       .def("team", &ContentionGovernor::team, py::arg("threads"), py::arg("now_ns"))
       .def_property_readonly("backoff_ns", &ContentionGovernor::backoff_ns)
-      .def_property_readonly("stalls", &ContentionGovernor::stalls);
+      .def_property_readonly("stalls", &ContentionGovernor::stalls)
+      .def_property_readonly("stalled_ns", &ContentionGovernor::stalled_ns)
+      .def_property_readonly("regions", &ContentionGovernor::regions)
+      .def_property_readonly("waited_ns", &ContentionGovernor::waited_ns);
   m.def("_thread_governor", [] {
     auto& g = gradstep::cpu::governor();
     py::dict d;
     d["enabled"] = gradstep::cpu::governor_enabled();
     d["stalls"] = g.stalls();
+    d["stalled_ns"] = g.stalled_ns();
+    d["regions"] = g.regions();
+    d["waited_ns"] = g.waited_ns();
     d["backoff_ns"] = g.backoff_ns();
     d["team_now"] = gradstep::cpu::team_size();
     return d;

@@ -35,8 +35,11 @@ std::atomic<int> g_num_threads{0};
 }  // namespace
 
 void ContentionGovernor::region(int64_t own_ns, int64_t wait_ns, int64_t now_ns) {
+  regions_.fetch_add(1, std::memory_order_relaxed);
+  waited_ns_.fetch_add(wait_ns, std::memory_order_relaxed);
   if (wait_ns <= kStallNs || wait_ns <= own_ns) return;
   stalls_.fetch_add(1, std::memory_order_relaxed);
+  stalled_ns_.fetch_add(wait_ns, std::memory_order_relaxed);
   // A stall soon after the last back-off ended means the contention is still there: wait twice as
   // long before the next try. One after a calm stretch (four back-offs without one) starts over.
   const int64_t last = last_stall_.exchange(now_ns, std::memory_order_relaxed);

@@ -33,12 +33,12 @@ void set_num_threads(int n);
 // A parallel region ends when its last thread arrives. When other processes compete for the cores,
 // a worker that lost its core holds the region up for a whole scheduler slice (milliseconds, where
 // the region's work takes microseconds): two threads then ran 5-10x slower than one (issue 13).
-// So every region measures how long its starting thread waited for the others after finishing its
-// own share. A wait longer than that share (and than kStallNs) means one thread would have been
-// faster: the governor then runs every region on one thread for a back-off time, doubling while
-// stalls recur on each retry (up to kMaxBackoffNs), and starting over at kMinBackoffNs once none
-// was seen for a while. Which thread runs a block never changes what it computes, so the results
-// stay bit-identical; only the speed adapts.
+// So every region measures how long its starting thread waited for the others, to start and after
+// finishing its own share. A wait longer than that share (and than kStallNs) means one thread would
+// have been faster: the governor then runs every region on one thread for a back-off time,
+// doubling while stalls recur on each retry (up to kMaxBackoffNs), and starting over at
+// kMinBackoffNs once none was seen for a while. Which thread runs a block never changes what it
+// computes, so the results stay bit-identical; only the speed adapts.
 class ContentionGovernor {
  public:
   static constexpr int64_t kStallNs = 200'000;          // futex wake-ups on a quiet machine: < 50 µs
@@ -53,11 +53,15 @@ class ContentionGovernor {
   }
   int64_t backoff_ns() const { return backoff_.load(std::memory_order_relaxed); }
   int64_t stalls() const { return stalls_.load(std::memory_order_relaxed); }
+  int64_t stalled_ns() const { return stalled_ns_.load(std::memory_order_relaxed); }  // their waits
+  int64_t regions() const { return regions_.load(std::memory_order_relaxed); }
+  int64_t waited_ns() const { return waited_ns_.load(std::memory_order_relaxed); }  // all regions
 
  private:
   // Relaxed atomics: callers on several Python threads may race on them; a lost update only
   // changes a back-off time, never a result.
-  std::atomic<int64_t> solo_until_{0}, backoff_{kMinBackoffNs}, last_stall_{0}, stalls_{0};
+  std::atomic<int64_t> solo_until_{0}, backoff_{kMinBackoffNs}, last_stall_{0}, stalls_{0},
+      stalled_ns_{0}, regions_{0}, waited_ns_{0};
 };
 
 // The process's governor (set_num_threads leaves it alone; GRADSTEP_YIELD=0 turns it off).
@@ -84,17 +88,21 @@ void parallel_for(int64_t n, bool worth_threads, Body&& body) {
 #ifdef _OPENMP
   const int team = worth_threads && n > 1 ? static_cast<int>(std::min<int64_t>(team_size(), n)) : 1;
   if (team > 1 && !omp_in_parallel()) {
+    // The starting thread can wait twice: to enter the region (libgomp first waits until every
+    // worker of the previous region is back in its pool) and, after its own share, for the others.
     const int64_t t0 = now_ns();
-    int64_t own_end = t0;
+    int64_t own_start = t0, own_end = t0;
 #pragma omp parallel num_threads(team)
     {
       const int slot = omp_get_thread_num();
+      if (slot == 0) own_start = now_ns();
 #pragma omp for schedule(static) nowait
       for (int64_t i = 0; i < n; ++i) run(i, slot);
       if (slot == 0) own_end = now_ns();
     }
     const int64_t t1 = now_ns();
-    if (governor_enabled()) governor().region(own_end - t0, t1 - own_end, t1);
+    if (governor_enabled())
+      governor().region(own_end - own_start, (own_start - t0) + (t1 - own_end), t1);
     return;
   }
 #else

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <new>
 #include <stdexcept>
 
@@ -51,7 +52,7 @@ Network<T>::Network(std::vector<NetOp<T>> ops, LossKind loss, T* params, T* grad
 }
 
 template <class T>
-OpArgs<T> Network<T>::args(size_t i, int64_t N, uint64_t seed) const {
+OpArgs<T> Network<T>::args(size_t i, int64_t N, uint64_t seed, bool training) const {
   OpArgs<T> a;
   a.w = ops_[i].w.data();
   a.dw = ops_[i].dw.data();
@@ -59,7 +60,7 @@ OpArgs<T> Network<T>::args(size_t i, int64_t N, uint64_t seed) const {
   a.ws = const_cast<T*>(ws_.scratch[i].data());
   a.iws = const_cast<int32_t*>(ws_.iscratch[i].data());
   a.N = N;
-  a.training = true;
+  a.training = training;
   a.seed = seed;
   return a;
 }
@@ -184,6 +185,20 @@ double Network<T>::forward_backward(const T* x, const int64_t* labels, const T* 
 }
 
 template <class T>
+void Network<T>::infer(const T* x, int64_t N) {
+  if (N < 1) throw std::invalid_argument("Network: x must have at least one row");
+  reserve(N);
+  last_N_ = 0;
+  const T* in = x;
+  for (size_t i = 0; i < ops_.size(); ++i) {
+    T* y = ws_.acts[i].data();
+    ops_[i].op->forward(args(i, N, 0, false), y, in);
+    in = y;
+  }
+  last_N_ = N;
+}
+
+template <class T>
 void Network<T>::update(const OptArgs<T>& o) {
   clip_grads<T>(grads_, P_, o.clip);  // one global norm over every parameter's gradient
   switch (o.kind) {
@@ -193,6 +208,157 @@ void Network<T>::update(const OptArgs<T>& o) {
       break;
     case OptKind::kAdam: adam_step<T>(params_, o.state0, o.state1, grads_, P_, o.adam, o.step); break;
   }
+}
+
+namespace {
+// np.argmax of one row: the first maximum, or the first NaN (numpy treats NaN as the maximum).
+template <class T>
+int64_t argmax_row(const T* row, int64_t K) {
+  T best = row[0];
+  int64_t at = 0;
+  if (std::isnan(best)) return 0;
+  for (int64_t k = 1; k < K; ++k)
+    if (!(row[k] <= best)) {  // greater, or NaN
+      best = row[k];
+      at = k;
+      if (std::isnan(best)) break;
+    }
+  return at;
+}
+
+// Correct decisions of one batch of outputs (N, K) under `rule` (see AccuracyRule).
+template <class T>
+int64_t count_correct(AccuracyRule rule, const T* out, const int64_t* labels, const T* target,
+                      int64_t N, int64_t K, T threshold) {
+  int64_t correct = 0;
+  switch (rule) {
+    case AccuracyRule::kNone: break;
+    case AccuracyRule::kArgmaxVsLabels:
+      for (int64_t n = 0; n < N; ++n) correct += argmax_row(out + n * K, K) == labels[n];
+      break;
+    case AccuracyRule::kArgmaxVsArgmax:
+      for (int64_t n = 0; n < N; ++n)
+        correct += argmax_row(out + n * K, K) == argmax_row(target + n * K, K);
+      break;
+    case AccuracyRule::kThresholdVsLabels:
+      for (int64_t n = 0; n < N; ++n) correct += static_cast<int64_t>(out[n * K] > threshold) == labels[n];
+      break;
+    case AccuracyRule::kThresholdVsHalf:
+      for (int64_t i = 0; i < N * K; ++i) correct += (out[i] > threshold) == (target[i] >= T(0.5));
+      break;
+  }
+  return correct;
+}
+
+int64_t decisions_per_row(AccuracyRule rule, int64_t K) {
+  if (rule == AccuracyRule::kNone) return 0;
+  return rule == AccuracyRule::kThresholdVsHalf ? K : 1;
+}
+
+std::string str(int64_t v) { return std::to_string(v); }
+}  // namespace
+
+template <class T>
+void Network<T>::check_batches(const EpochData<T>& d, int64_t b0, int64_t b1) const {
+  if (d.rows < 1) throw std::invalid_argument("x must have at least one row");
+  if (d.batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + str(d.batch));
+  if (d.x_row != in_shape().size())
+    throw std::invalid_argument("x must have " + str(in_shape().size()) + " values per row, got " +
+                                str(d.x_row));
+  if (loss_takes_labels(loss_) ? !d.labels : !d.target)
+    throw std::invalid_argument(loss_takes_labels(loss_) ? "labels are required for this loss"
+                                                         : "target is required for this loss");
+  const int64_t n_batches = d.rows / d.batch + (d.rows % d.batch != 0);
+  if (!(0 <= b0 && b0 < b1 && b1 <= n_batches))
+    throw std::invalid_argument("the batch range [b0, b1) must satisfy 0 <= b0 < b1 <= " +
+                                str(n_batches) + " (the number of batches), got [" + str(b0) +
+                                ", " + str(b1) + ")");
+  const int64_t first = b0 * d.batch;
+  const int64_t end = b1 == n_batches ? d.rows : b1 * d.batch;
+  const int64_t last_rows = end - (b1 - 1) * d.batch;  // the smallest batch is the last one
+  if (std::min(last_rows, d.batch) < min_batch_)
+    throw std::invalid_argument("a training batch needs at least " + str(min_batch_) +
+                                " rows (BatchNorm: Expected more than 1 value per channel), batch " +
+                                str(b1 - 1) + " has " + str(last_rows));
+  const int64_t K = out_shape().size();
+  for (int64_t p = first; p < end; ++p) {
+    int64_t r = p;
+    if (d.order) {
+      r = d.order[p];
+      if (r < 0 || r >= d.rows)
+        throw std::invalid_argument("order must hold row indices in [0, " + str(d.rows) +
+                                    "), got " + str(r) + " at position " + str(p));
+    }
+    if (d.labels && (d.labels[r] < 0 || d.labels[r] >= K))
+      throw std::invalid_argument("labels must lie in [0, " + str(K) + "), got " +
+                                  str(d.labels[r]) + " at row " + str(r));
+    if (d.weights && !(d.weights[r] >= 0 && !std::isinf(d.weights[r])))
+      throw std::invalid_argument("sample_weight must be finite and >= 0, got " +
+                                  std::to_string(d.weights[r]) + " at row " + str(r));
+  }
+}
+
+template <class T>
+BatchesResult Network<T>::train_batches(const EpochData<T>& d, int64_t b0, int64_t b1,
+                                        const uint64_t* seeds, OptArgs<T> o, double loss_sum,
+                                        AccuracyRule acc, double threshold, T* outputs,
+                                        bool stop_nonfinite) {
+  check_batches(d, b0, b1);
+  const int64_t K = out_shape().size();
+  const int64_t B = std::min(d.batch, d.rows);  // rows of the largest batch
+  // Everything allocated before the first step (the workspace as the first train step would size it).
+  reserve(B);
+  if (d.order) {
+    gather_x_.resize(std::max(gather_x_.size(), elems(B, d.x_row)));
+    if (d.labels) gather_labels_.resize(std::max(gather_labels_.size(), elems(B, 1)));
+    if (d.target) gather_target_.resize(std::max(gather_target_.size(), elems(B, K)));
+    if (d.weights) gather_weights_.resize(std::max(gather_weights_.size(), elems(B, 1)));
+  }
+  const T thr = static_cast<T>(threshold);
+  BatchesResult res;
+  res.loss_sum = loss_sum;
+  const int64_t step0 = o.step;
+  for (int64_t b = b0; b < b1; ++b) {
+    const int64_t lo = b * d.batch;
+    const int64_t n = std::min(d.batch, d.rows - lo);
+    const T* x = d.x + lo * d.x_row;
+    const int64_t* labels = d.labels ? d.labels + lo : nullptr;
+    const T* target = d.target ? d.target + lo * K : nullptr;
+    const double* weights = d.weights ? d.weights + lo : nullptr;
+    if (d.order) {  // gather the batch's rows, as fit's np.take into its batch buffers
+      const int64_t* rows = d.order + lo;
+      const size_t xb = static_cast<size_t>(d.x_row) * sizeof(T);
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(gather_x_.data() + i * d.x_row, d.x + rows[i] * d.x_row, xb);
+      x = gather_x_.data();
+      if (d.labels) {
+        for (int64_t i = 0; i < n; ++i) gather_labels_[i] = d.labels[rows[i]];
+        labels = gather_labels_.data();
+      }
+      if (d.target) {
+        for (int64_t i = 0; i < n; ++i)
+          std::memcpy(gather_target_.data() + i * K, d.target + rows[i] * K, K * sizeof(T));
+        target = gather_target_.data();
+      }
+      if (d.weights) {
+        for (int64_t i = 0; i < n; ++i) gather_weights_[i] = d.weights[rows[i]];
+        weights = gather_weights_.data();
+      }
+    }
+    const double value =
+        forward_backward(x, labels, target, n, seeds + (b - b0) * n_seeds_, weights);
+    o.step = step0 + (b - b0);
+    update(o);
+    res.loss_sum += value * static_cast<double>(n);  // fit's sums["loss"] += value * (hi - lo)
+    res.last_loss = value;
+    res.batches += 1;
+    const T* out = output();
+    res.correct += count_correct<T>(acc, out, labels, target, n, K, thr);
+    res.decisions += n * decisions_per_row(acc, K);
+    if (outputs) std::memcpy(outputs + (lo - b0 * d.batch) * K, out, static_cast<size_t>(n * K) * sizeof(T));
+    if (stop_nonfinite && !std::isfinite(value)) break;
+  }
+  return res;
 }
 
 template <class T>
