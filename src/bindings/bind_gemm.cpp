@@ -98,11 +98,11 @@ void bind_gemm(py::module_& m) {
       if (isa == cpu::GemmIsa::kNone)
         throw py::value_error("_gemm_for_tests: kernel must be 'auto', 'blas', 'avx2' or 'avx512', got '" +
                               kernel + "'");
+      if (ta && tb) throw py::value_error("_gemm_for_tests: the kernels do not implement trans_a and trans_b together");
+      if (al == T(0)) throw py::value_error("_gemm_for_tests: the kernels leave alpha = 0 to BLAS");
       if (static_cast<int>(isa) > static_cast<int>(cpu::small_gemm_isa()))
         throw py::value_error("_gemm_for_tests: this CPU cannot run the " + kernel + " kernel (best: " +
                               isa_name(cpu::small_gemm_isa()) + ")");
-      if (ta && tb) throw py::value_error("_gemm_for_tests: the kernels do not implement trans_a and trans_b together");
-      if (al == T(0)) throw py::value_error("_gemm_for_tests: the kernels leave alpha = 0 to BLAS");
       py::gil_scoped_release nogil;
       cpu::small_gemm<T>(isa, ta, tb, M, N, K, al, a, lda, b, ldb, be, c, ldc);
       return kernel;
