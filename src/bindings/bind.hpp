@@ -14,4 +14,5 @@ void bind_op(pybind11::module_& m);
 void bind_network(pybind11::module_& m);
 void bind_conv(pybind11::module_& m);
 void bind_pool(pybind11::module_& m);
+void bind_gemm(pybind11::module_& m);
 }  // namespace gradstep::bind

@@ -121,4 +121,5 @@ PYBIND11_MODULE(_core, m) {
   bind_network(m);
   bind_conv(m);
   bind_pool(m);
+  bind_gemm(m);
 }

@@ -37,14 +37,24 @@ std::atomic<int> g_num_threads{0};
 void ContentionGovernor::region(int64_t own_ns, int64_t wait_ns, int64_t now_ns) {
   regions_.fetch_add(1, std::memory_order_relaxed);
   waited_ns_.fetch_add(wait_ns, std::memory_order_relaxed);
-  if (wait_ns <= kStallNs || wait_ns <= own_ns) return;
+  const int64_t balance = balance_.load(std::memory_order_relaxed) + (own_ns - wait_ns);
+  if (balance >= kCreditNs) {
+    balance_.store(kCreditNs, std::memory_order_relaxed);
+    paid_off_.store(true, std::memory_order_relaxed);
+    return;
+  }
+  if (balance >= -kDebtNs) {
+    balance_.store(balance, std::memory_order_relaxed);
+    return;
+  }
+  // The threads cost more than they saved: one thread for a while. If they paid off since the last
+  // back-off, the contention is new (first back-off); if not, it is still there (twice as long).
+  balance_.store(0, std::memory_order_relaxed);
   stalls_.fetch_add(1, std::memory_order_relaxed);
   stalled_ns_.fetch_add(wait_ns, std::memory_order_relaxed);
-  // A stall soon after the last back-off ended means the contention is still there: wait twice as
-  // long before the next try. One after a calm stretch (four back-offs without one) starts over.
-  const int64_t last = last_stall_.exchange(now_ns, std::memory_order_relaxed);
+  const bool fresh = paid_off_.exchange(false, std::memory_order_relaxed);
   int64_t backoff = backoff_.load(std::memory_order_relaxed);
-  backoff = now_ns - last > 4 * backoff ? kMinBackoffNs : std::min(2 * backoff, kMaxBackoffNs);
+  backoff = fresh ? kMinBackoffNs : std::min(2 * backoff, kMaxBackoffNs);
   backoff_.store(backoff, std::memory_order_relaxed);
   solo_until_.store(now_ns + backoff, std::memory_order_relaxed);
 }

@@ -34,14 +34,18 @@ void set_num_threads(int n);
 // a worker that lost its core holds the region up for a whole scheduler slice (milliseconds, where
 // the region's work takes microseconds): two threads then ran 5-10x slower than one (issue 13).
 // So every region measures how long its starting thread waited for the others, to start and after
-// finishing its own share. A wait longer than that share (and than kStallNs) means one thread would
-// have been faster: the governor then runs every region on one thread for a back-off time,
-// doubling while stalls recur on each retry (up to kMaxBackoffNs), and starting over at
-// kMinBackoffNs once none was seen for a while. Which thread runs a block never changes what it
-// computes, so the results stay bit-identical; only the speed adapts.
+// finishing its own share. The second thread paid off in a region when that wait was shorter than
+// the share (what one thread would have spent on the other half); the governor keeps the balance of
+// these gains and losses (capped, so that old gains do not hide new contention). When it falls
+// below -kDebtNs, one big stall or a run of small ones, every region runs on one thread for a
+// back-off time, which doubles while each retry meets the contention again (up to kMaxBackoffNs)
+// and starts over at kMinBackoffNs once the threads paid off again (the balance reached its cap).
+// Which thread runs a block never changes what it computes, so the results stay bit-identical;
+// only the speed adapts.
 class ContentionGovernor {
  public:
-  static constexpr int64_t kStallNs = 200'000;          // futex wake-ups on a quiet machine: < 50 µs
+  static constexpr int64_t kDebtNs = 200'000;           // a quiet machine's wake-ups: < 50 µs
+  static constexpr int64_t kCreditNs = 500'000;         // the balance's cap
   static constexpr int64_t kMinBackoffNs = 20'000'000;  // a stall costs ~1-5 ms: < 10% of this
   static constexpr int64_t kMaxBackoffNs = 1'000'000'000;
   // After a region that ran with more than one thread: own_ns from its start until the starting
@@ -52,16 +56,18 @@ class ContentionGovernor {
     return now_ns < solo_until_.load(std::memory_order_relaxed) ? 1 : threads;
   }
   int64_t backoff_ns() const { return backoff_.load(std::memory_order_relaxed); }
-  int64_t stalls() const { return stalls_.load(std::memory_order_relaxed); }
-  int64_t stalled_ns() const { return stalled_ns_.load(std::memory_order_relaxed); }  // their waits
+  int64_t stalls() const { return stalls_.load(std::memory_order_relaxed); }  // back-offs begun
+  // The waits of the regions that began back-offs.
+  int64_t stalled_ns() const { return stalled_ns_.load(std::memory_order_relaxed); }
   int64_t regions() const { return regions_.load(std::memory_order_relaxed); }
   int64_t waited_ns() const { return waited_ns_.load(std::memory_order_relaxed); }  // all regions
 
  private:
   // Relaxed atomics: callers on several Python threads may race on them; a lost update only
   // changes a back-off time, never a result.
-  std::atomic<int64_t> solo_until_{0}, backoff_{kMinBackoffNs}, last_stall_{0}, stalls_{0},
+  std::atomic<int64_t> balance_{0}, solo_until_{0}, backoff_{kMinBackoffNs}, stalls_{0},
       stalled_ns_{0}, regions_{0}, waited_ns_{0};
+  std::atomic<bool> paid_off_{true};
 };
 
 // The process's governor (set_num_threads leaves it alone; GRADSTEP_YIELD=0 turns it off).

@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "core/common.hpp"
+#include "core/gemm_kernels.hpp"
 
 namespace gradstep::cpu {
 namespace {
@@ -29,15 +30,23 @@ constexpr int64_t kWideBlockSide = 256;
 constexpr int64_t kMaxBlocks = 64;
 constexpr int64_t kBlockAlign = 16;  // block edges on whole micro-kernel tiles
 
+// `ours`: small_gemm_wins(...) for the whole product (not the block), so that one product never
+// mixes the two implementations and a row's result does not depend on the batch around it.
 inline void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                 bool ours) {
+  if (ours && small_gemm(small_gemm_isa(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+    return;
   scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
                     static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
 }
 
 inline void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-                 int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+                 int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
+                 bool ours) {
+  if (ours && small_gemm(small_gemm_isa(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+    return;
   scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
                     static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
@@ -60,13 +69,14 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  const bool ours = small_gemm_wins(trans_a, trans_b, M, N, K);
   // Split the longer side of C; the block count and edges depend on the shape alone.
   const bool split_rows = M > N;
   const int64_t side = split_rows ? M : N;
   int64_t blocks = gemm_blocks(M, N, K);
   if (blocks <= 1) {
     num_threads();  // makes sure OpenBLAS's pool was set to one thread
-    blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ours);
     return;
   }
   const int64_t per = ((side + blocks - 1) / blocks + kBlockAlign - 1) / kBlockAlign * kBlockAlign;
@@ -76,11 +86,11 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     if (split_rows) {
       // Rows s0.. of C and of op(A): A is (M,K) row-major, or (K,M) when transposed.
       const T* a = trans_a ? A + s0 : A + s0 * lda;
-      blas(trans_a, trans_b, len, N, K, alpha, a, lda, B, ldb, beta, C + s0 * ldc, ldc);
+      blas(trans_a, trans_b, len, N, K, alpha, a, lda, B, ldb, beta, C + s0 * ldc, ldc, ours);
     } else {
       // Columns s0.. of C and of op(B): B is (K,N) row-major, or (N,K) when transposed.
       const T* b = trans_b ? B + s0 * ldb : B + s0;
-      blas(trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + s0, ldc);
+      blas(trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + s0, ldc, ours);
     }
   });
 }
@@ -90,7 +100,8 @@ void gemm_whole(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T a
                 int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   num_threads();  // makes sure OpenBLAS's pool was set to one thread
-  blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+       small_gemm_wins(trans_a, trans_b, M, N, K));
 }
 
 template void gemm_whole<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
