@@ -204,21 +204,22 @@ class Engine:
     def step(self, xb: Any, yb: Any, sample_weight: Any = None, check_finite: bool = False) -> float:
         """One training step. `check_finite`: refuse a batch holding NaN or inf with
         _checks.check_finite's ValueError, before anything changes (train_step's check; fit
-        checked its whole data once). The network scans the batch when it reaches it as it is
-        (the model's dtype, C-contiguous, as numpy arrays); anything converted on the way, and
-        a model whose dropout draws seeds before the call, is checked here, in Python."""
+        checked its whole data once). The network scans the batch in its call when xb and yb
+        reach it as they came (not converted, so that "row r, column c" counts the same entries;
+        integer labels hold no NaN); anything converted on the way, and a model whose dropout
+        draws seeds before the call (a refused batch must leave those streams alone), is checked
+        here, in Python, on the arrays as given."""
         self._prepare()
-        if check_finite and not self._scans_batch(xb, yb):
-            _checks.check_finite(xb, "train_step: xb")
-            _checks.check_finite(yb, "train_step: yb")
-            check_finite = False
         try:
             x, labels, target, kind = self._batch(xb, yb)
         except ValueError:
             if check_finite:  # a NaN is reported before a shape error, as train_step always did
-                _checks.check_finite(xb, "train_step: xb")
-                _checks.check_finite(yb, "train_step: yb")
+                self._check_finite(xb, yb)
             raise
+        if check_finite and (self.seeded or x is not xb or not (
+                labels is yb or target is yb or (isinstance(yb, np.ndarray) and yb.dtype.kind in "biu"))):
+            self._check_finite(xb, yb)
+            check_finite = False
         w = None if sample_weight is None else self._weights(sample_weight, x.shape[0], "train_step")
         seeds = [layer._next_seed() for layer in self.seeded] if self.seeded else ()
         step = self.block.steps.get(self.keys[0], 0) + 1
@@ -229,20 +230,10 @@ class Engine:
         self.last_code = kind
         return value
 
-    def _scans_batch(self, xb: Any, yb: Any) -> bool:
-        """Whether the network's own NaN/inf scan of (xb, yb) gives check_finite's answer: both
-        reach it unconverted (xb in the model's dtype; yb int64 labels or a float target of the
-        model's dtype with the rows' shape, so that "row r, column c" counts the same entries),
-        and no seed is drawn before the call (a refused batch must leave the dropout streams
-        where they were)."""
-        if self.seeded or not (isinstance(xb, np.ndarray) and xb.dtype == self.dtype
-                               and xb.flags.c_contiguous):
-            return False
-        if not isinstance(yb, np.ndarray) or not yb.flags.c_contiguous:
-            return False
-        if yb.dtype.kind in "biu":  # integers hold no NaN (check_finite passes them)
-            return True
-        return yb.dtype == self.dtype and yb.ndim >= 2
+    @staticmethod
+    def _check_finite(xb: Any, yb: Any) -> None:
+        _checks.check_finite(xb, "train_step: xb")
+        _checks.check_finite(yb, "train_step: yb")
 
     def epoch_targets(self, y: np.ndarray) -> tuple[Any, Any, str] | None:
         """(labels or None, target or None, loss kind) for fit's whole, checked y, as every batch of
