@@ -129,3 +129,27 @@ def test_mse_with_class_labels_and_a_loss_without_probabilities_names_the_metric
     from gradstep.metrics import batch_sums
     with pytest.raises(ValueError, match=r'"mse"/"mae" with class labels .*MSE gives no class probabilities'):
         batch_sums("mse", np.zeros((4, 3)), np.zeros(4, np.int64), gs.MSE())
+
+
+def test_mse_is_the_same_for_class_labels_and_their_one_hot_rows(digits):
+    """The same model scored with integer labels and with one-hot float targets: the same "mse"
+    and "mae" bit for bit (both over the softmax probabilities, not the logits)."""
+    X, y = digits
+    model = trained(X, y, 10, gs.SoftmaxCrossEntropy(), ["mse", "mae"], epochs=1)
+    onehot = np.eye(10, dtype=np.float32)[y]
+    by_labels, by_rows = model.evaluate(X, y), model.evaluate(X, onehot)
+    assert by_labels["mse"] == by_rows["mse"] and by_labels["mae"] == by_rows["mae"]
+    err = model.predict_proba(X, batch_size=len(y)) - onehot
+    np.testing.assert_allclose(model.evaluate(X, onehot, batch_size=len(y))["mse"], np.mean(err ** 2), rtol=1e-12)
+
+
+def test_mse_of_a_bce_on_logits_is_over_its_probabilities(rng):
+    X = rng.standard_normal((200, 6))
+    y = (X[:, 0] + 0.3 * rng.standard_normal(200) > 0).astype(float)
+    model = gs.Sequential([gs.Dense(6, 1)], dtype="float64", seed=0)
+    model.compile(gs.BinaryCrossEntropy(from_logits=True), gs.SGD(0.1), metrics=["mse", "mae"])
+    model.fit(X, y, epochs=2, batch_size=50, verbose=0)
+    p = 1.0 / (1.0 + np.exp(-model.predict(X, batch_size=200)[:, 0]))  # an independent sigmoid
+    got = model.evaluate(X, y, batch_size=200)
+    np.testing.assert_allclose(got["mse"], np.mean((p - y) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(got["mae"], np.mean(np.abs(p - y)), rtol=1e-12)

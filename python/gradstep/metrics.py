@@ -5,10 +5,12 @@
 every metric is over the whole epoch (or evaluated set), not an average of per-batch values:
 
 - accuracy, mse, mae, top_k_accuracy: sums over the batches divided by the count (accuracy counts
-  each output of a multi-output BCE as its own decision; mse/mae average over all elements of
-  outputs − target; with integer class labels (N,) and one output per class (softmax
-  cross-entropy, NLL) over the class probabilities (`loss.probabilities`) − the one-hot labels,
-  so "mse" is the multi-class Brier score divided by the number of classes);
+  each output of a multi-output BCE as its own decision); mse/mae average over all elements of
+  the outputs in the targets' units (`loss.as_targets`: the class probabilities for softmax
+  cross-entropy and a BCE on logits, the outputs themselves otherwise) minus the targets; integer
+  class labels (N,) against one output per class (softmax cross-entropy, NLL) count as their
+  one-hot rows, so that "mse" is the multi-class Brier score divided by the number of classes,
+  whichever way the labels are given;
 - precision, recall, f1: from the confusion matrix summed over the batches; binary problems (one
   output, or two classes) score the positive class 1, multi-class problems the unweighted mean
   over the classes (scikit-learn's average="binary" / "macro");
@@ -85,7 +87,7 @@ def batch_sums(name: str, outputs: np.ndarray, target: np.ndarray, loss: Any) ->
     if target.ndim == 1 and outputs.ndim == 2 and outputs.shape[1] > 1:
         diff = _probability_errors(outputs, target, loss)
     else:
-        diff = outputs.astype(np.float64) - target.reshape(outputs.shape)
+        diff = loss.as_targets(outputs) - target.reshape(outputs.shape)
     if name == "mse":
         return float(np.sum(diff * diff)), diff.size
     return float(np.sum(np.abs(diff))), diff.size
