@@ -294,3 +294,23 @@ def test_predict_of_a_row_does_not_depend_on_its_batch():
     for i in (0, 13, 99):
         np.testing.assert_array_equal(model.predict(X[i:i + 1])[0], full[i])
     np.testing.assert_array_equal(model.predict(X[40:77]), full[40:77])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_products_cut_per_thread_keep_their_bits(dtype):
+    # gradstep's kernels cut a product into one block per thread (up to 64), not by shape alone:
+    # 1, 2, 3, 5 and 8 threads cut this layer's three products five ways, with the same bits.
+    rng = np.random.default_rng(11)
+    layer = gs.Dense(200, 900, dtype=dtype, seed=0)
+    x, dy = rng.standard_normal((600, 200)), rng.standard_normal((600, 900))
+    old = gs.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3, 5, 8):
+            gs.set_num_threads(threads)
+            runs.append((layer.forward(x), layer.backward(dy), layer.grads["weight"].copy()))
+    finally:
+        gs.set_num_threads(old)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)

@@ -55,7 +55,7 @@ void dense_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, in
     // Each product is computed the same way whatever the thread count, so the bits do not depend
     // on it.
     const bool pair = N * I * O >= kPairMinMacs;
-    if (gemm_blocks(N, I, O) > 2 || gemm_blocks(I, O, N) > 2) {
+    if (gemm_blocks(false, true, N, I, O) > 2 || gemm_blocks(true, false, I, O, N) > 2) {
       gemm<T>(false, true, N, I, O, T(1), dy, O, W, O, T(0), dx, I);
       gemm<T>(true, false, I, O, N, T(1), x, I, dy, O, beta_dW, dW, O);
     } else {

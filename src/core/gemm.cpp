@@ -19,13 +19,13 @@ namespace {
 // Products below this many multiply-adds run as one call: a block must be big enough to pay for
 // the parallel region and the re-packing of the shared operand (a few microseconds).
 constexpr int64_t kBlockMacs = int64_t(1) << 19;
-// Every block packs the operand it shares with the others again (K x the other side), so more
-// blocks cost more copying: two blocks measured fastest on 2 cores (4 or 16 blocks made batch-128
-// steps 3-45% slower). Products are therefore cut in two where each half pays for itself, and into
-// more blocks only when each still has at least kWideBlockSide rows or columns (re-packing then
-// costs a few percent), so that machines with 4-64 cores use them on wide products. The count is
-// a power of two (2 threads share it evenly) and depends on the shape alone, never on the thread
-// count: the bits are the same on any machine.
+// OpenBLAS packs the operand a block shares with the others again in every block (K x the other
+// side), so more blocks cost more copying: two blocks measured fastest on 2 cores (4 or 16 blocks
+// made batch-128 steps 3-45% slower). Its products are therefore cut in two where each half pays
+// for itself, and into more blocks only when each still has at least kWideBlockSide rows or
+// columns (re-packing then costs a few percent), so that machines with 4-64 cores use them on wide
+// products. That count is a power of two (2 threads share it evenly) and depends on the shape
+// alone, never on the thread count: the bits are the same on any machine.
 constexpr int64_t kWideBlockSide = 256;
 constexpr int64_t kMaxBlocks = 64;
 constexpr int64_t kBlockAlign = 16;  // block edges on whole micro-kernel tiles
@@ -56,8 +56,17 @@ inline void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha
 
 void init_blas_threads() { scipy_openblas_set_num_threads(1); }
 
-int64_t gemm_blocks(int64_t M, int64_t N, int64_t K) {
+int64_t gemm_blocks(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K) {
   const int64_t macs = M * N * std::max<int64_t>(K, 1), side = std::max(M, N);
+  if (small_gemm_wins(trans_a, trans_b, M, N, K)) {
+    // Our kernels compute every element the same way in any block and copy no shared operand
+    // (nt transposes only its own panels), so the product is cut into one block per thread of the
+    // team, each still worth a parallel region: all the cores, without changing a bit.
+    const int64_t useful = std::min<int64_t>({macs / kBlockMacs, side / kBlockAlign, kMaxBlocks});
+    return std::max<int64_t>(1, std::min<int64_t>(team_size(), useful));
+  }
+  // OpenBLAS packs the shared operand again in every block, and its edge tiles change the bits
+  // with the block's position: the count depends on the shape alone (see kWideBlockSide).
   int64_t blocks = std::min<int64_t>({macs / kBlockMacs, 2, side / kBlockAlign});
   if (blocks < 2) return 1;
   const int64_t wide = std::min<int64_t>({macs / kBlockMacs, kMaxBlocks, side / kWideBlockSide});
@@ -70,10 +79,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   const bool ours = small_gemm_wins(trans_a, trans_b, M, N, K);
-  // Split the longer side of C; the block count and edges depend on the shape alone.
+  // Split the longer side of C into gemm_blocks(...) blocks (see there).
   const bool split_rows = M > N;
   const int64_t side = split_rows ? M : N;
-  int64_t blocks = gemm_blocks(M, N, K);
+  int64_t blocks = gemm_blocks(trans_a, trans_b, M, N, K);
   if (blocks <= 1) {
     num_threads();  // makes sure OpenBLAS's pool was set to one thread
     blas(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ours);

@@ -11,8 +11,10 @@ namespace gradstep::cpu {
 // Puts OpenBLAS's own pool at one thread: gemm parallelizes with OpenMP over shape-only blocks.
 void init_blas_threads();
 
-// How many blocks gemm cuts an (M,N,K) product into (1: one call), from the shape alone.
-int64_t gemm_blocks(int64_t M, int64_t N, int64_t K);
+// How many blocks gemm cuts an (M,N,K) product into now (1: one call): from the shape alone for
+// OpenBLAS's products, from the shape and the threads at hand for gradstep's own kernels (whose
+// bits do not depend on the blocks).
+int64_t gemm_blocks(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K);
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
