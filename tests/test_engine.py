@@ -209,3 +209,35 @@ def test_engine_layer_stats_are_those_of_the_layer_outputs(rng):
         assert got[k] == pytest.approx(want[k], rel=1e-12, abs=1e-15), k
     with pytest.raises(IndexError):
         model._engine.nets["softmax_xent"].layer_stats(3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [7, 32, 256])
+def test_predict_through_the_engine_gives_the_bits_of_the_layers(dtype, batch_size, rng):
+    """predict/predict_proba run the engine's Network.infer batch by batch: the same bits as the
+    layers' forward(training=False) on the same batches (Dropout off, BatchNorm's running stats)."""
+    X = rng.standard_normal((90, 12))
+    y = rng.integers(0, 5, 90)
+    m = make(dtype, 5, [gs.BatchNorm(16), gs.ReLU(), gs.Dropout(0.4)])
+    m.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-2))
+    m.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    assert m._engine
+    fused = m.predict(X, batch_size=batch_size)
+    proba = m.predict_proba(X, batch_size=batch_size)
+    calls = []
+    real_infer = m._engine.infer
+    m._engine.infer = lambda xb: calls.append(len(xb)) or real_infer(xb)
+    again = m.predict(X, batch_size=batch_size)
+    assert calls == [len(X[s:s + batch_size]) for s in range(0, 90, batch_size)]
+    del m._engine.infer
+    m.use_engine = False
+    layers = m.predict(X, batch_size=batch_size)
+    by_hand = np.concatenate([m.forward(X[s:s + batch_size].astype(dtype), training=False)
+                              for s in range(0, 90, batch_size)])
+    assert fused.dtype == layers.dtype == np.dtype(dtype)
+    assert np.array_equal(fused, layers) and np.array_equal(fused, by_hand) and np.array_equal(again, fused)
+    assert np.array_equal(proba, m.predict_proba(X, batch_size=batch_size))
+    m.use_engine = True
+    # A wrong feature count keeps the layers' message.
+    with pytest.raises(ValueError, match="12 features"):
+        m.predict(X[:, :5])

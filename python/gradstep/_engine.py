@@ -151,15 +151,16 @@ class Engine:
         label_kind, array_kind = self.kinds
         k = self.model.out_features
         labels, target = parse_targets(yb, label_kind, k, n, self.dtype)
-        loss_name = type(self.model.loss).__name__
         if labels is not None:
             if label_kind is None:
+                loss_name = type(self.model.loss).__name__
                 raise ValueError(f"train_step: {loss_name} needs targets of shape (N, {k}), got class labels")
             if labels.shape[0] != n:
                 raise ValueError(f"train_step: xb and yb must have the same number of samples, got {n} "
                                  f"and {labels.shape[0]}")
             return x, labels, None, label_kind
         if array_kind is None:
+            loss_name = type(self.model.loss).__name__
             raise ValueError(f"train_step: {loss_name} needs integer class labels (N,)")
         if target.shape != (n, k):
             raise ValueError(f"train_step: yb must have shape ({n}, {k}), got {target.shape}")
@@ -189,7 +190,8 @@ class Engine:
         self._prepare()
         step = self.block.steps.get(self.keys[0], 0) + 1
         net = self.nets.get(self.last_code) or self._net(self.kinds[0] or self.kinds[1])
-        net.update(self.optimizer.kernel_hyper(), step, self.optimizer.clip_args())
+        hyper, clip = self.optimizer._kernel_args()
+        net.update(hyper, step, clip)
         self._stepped(step)
 
     def _stepped(self, step: int, count: int = 1) -> None:
@@ -199,17 +201,39 @@ class Engine:
             steps[k] = step
         self.optimizer._iterations += count
 
-    def step(self, xb: Any, yb: Any, sample_weight: Any = None) -> float:
+    def step(self, xb: Any, yb: Any, sample_weight: Any = None, check_finite: bool = False) -> float:
+        """One training step. `check_finite`: refuse a batch holding NaN or inf with
+        _checks.check_finite's ValueError, before anything changes (train_step's check; fit
+        checked its whole data once). The network scans the batch in its call when xb and yb
+        reach it as they came (not converted, so that "row r, column c" counts the same entries;
+        integer labels hold no NaN); anything converted on the way, and a model whose dropout
+        draws seeds before the call (a refused batch must leave those streams alone), is checked
+        here, in Python, on the arrays as given."""
         self._prepare()
-        x, labels, target, kind = self._batch(xb, yb)
-        w = self._weights(sample_weight, x.shape[0], "train_step")
-        seeds = [layer._next_seed() for layer in self.seeded]
+        try:
+            x, labels, target, kind = self._batch(xb, yb)
+        except ValueError:
+            if check_finite:  # a NaN is reported before a shape error, as train_step always did
+                self._check_finite(xb, yb)
+            raise
+        if check_finite and (self.seeded or x is not xb or not (
+                labels is yb or target is yb or (isinstance(yb, np.ndarray) and yb.dtype.kind in "biu"))):
+            self._check_finite(xb, yb)
+            check_finite = False
+        w = None if sample_weight is None else self._weights(sample_weight, x.shape[0], "train_step")
+        seeds = [layer._next_seed() for layer in self.seeded] if self.seeded else ()
         step = self.block.steps.get(self.keys[0], 0) + 1
-        value = self._net(kind).train_step(x, labels, target, seeds, self.optimizer.kernel_hyper(), step,
-                                           self.optimizer.clip_args(), w)
+        hyper, clip = self.optimizer._kernel_args()
+        value = self._net(kind).train_step(x, labels, target, seeds, hyper, step, clip, w,
+                                           check_finite)
         self._stepped(step)
         self.last_code = kind
         return value
+
+    @staticmethod
+    def _check_finite(xb: Any, yb: Any) -> None:
+        _checks.check_finite(xb, "train_step: xb")
+        _checks.check_finite(yb, "train_step: yb")
 
     def epoch_targets(self, y: np.ndarray) -> tuple[Any, Any, str] | None:
         """(labels or None, target or None, loss kind) for fit's whole, checked y, as every batch of
@@ -255,11 +279,12 @@ class Engine:
         seeds = self._draw_seeds(count)
         step = self.block.steps.get(self.keys[0], 0) + 1
         rule, threshold = accuracy if accuracy is not None else (ACC_NONE, 0.5)
+        hyper, clip = self.optimizer._kernel_args()
         result = None
         try:
             result = self._net(kind).train_batches(
-                X, labels, target, weights, order, batch_size, b0, b1, seeds,
-                self.optimizer.kernel_hyper(), step, self.optimizer.clip_args(), loss_sum, rule,
+                X, labels, target, weights, order, batch_size, b0, b1, seeds, hyper, step, clip,
+                loss_sum, rule,
                 threshold, outputs, stop_nonfinite)
         finally:  # also when a KeyboardInterrupt lands right after the call: the steps count
             done = 0 if result is None else result[0]

@@ -120,6 +120,11 @@ class Loss:
             return t.astype(np.int64)
         return (t >= 0.5).astype(np.int64)
 
+    def as_targets(self, pred: Any) -> np.ndarray:
+        """The outputs in the units of the targets, float64: what the "mse"/"mae" metrics compare
+        with them (the outputs themselves; probabilities for losses on logits)."""
+        return np.asarray(pred).astype(np.float64)
+
     def probabilities(self, pred: Any) -> np.ndarray:
         """Class probabilities (N, C) the outputs stand for (`Sequential.predict_proba`); only the
         classification losses define them."""
@@ -245,12 +250,15 @@ class BinaryCrossEntropy(Loss):
         c = (p > self._threshold).astype(np.int64)
         return c[:, 0] if c.ndim == 2 and c.shape[1] == 1 else c
 
+    def as_targets(self, pred: Any) -> np.ndarray:
+        """Per output P(1) (the sigmoid of logits), of the outputs' shape."""
+        p = np.asarray(pred, dtype=np.float64)
+        return 0.5 * (1.0 + np.tanh(0.5 * p)) if self.from_logits else p
+
     def probabilities(self, pred: Any) -> np.ndarray:
         """Per output P(1) (the sigmoid of logits); a single output gives the two columns
         [P(0), P(1)], as scikit-learn's binary classifiers do."""
-        p = np.asarray(pred, dtype=np.float64)
-        if self.from_logits:
-            p = 0.5 * (1.0 + np.tanh(0.5 * p))  # the sigmoid, without overflow for large |logits|
+        p = self.as_targets(pred)  # the sigmoid as 0.5·(1 + tanh(x/2)): no overflow for large |x|
         return np.column_stack([1.0 - p[:, 0], p[:, 0]]) if p.ndim == 2 and p.shape[1] == 1 else p
 
     def target_classes(self, target: Any) -> np.ndarray:
@@ -329,6 +337,10 @@ class SoftmaxCrossEntropy(_ClassLoss):
         if not _in_unit_interval(t, allow_nan=False):
             raise ValueError(f"{name} must hold class probabilities in [0, 1], got {_range_str(t)}")
         return t
+
+    def as_targets(self, pred: Any) -> np.ndarray:
+        """The class probabilities (soft-label targets are probabilities too)."""
+        return self.probabilities(pred)
 
     def probabilities(self, pred: Any) -> np.ndarray:
         """The softmax of the logits, row by row (each row's max subtracted first)."""

@@ -5,7 +5,12 @@
 every metric is over the whole epoch (or evaluated set), not an average of per-batch values:
 
 - accuracy, mse, mae, top_k_accuracy: sums over the batches divided by the count (accuracy counts
-  each output of a multi-output BCE as its own decision; mse/mae average over all elements);
+  each output of a multi-output BCE as its own decision); mse/mae average over all elements of
+  the outputs in the targets' units (`loss.as_targets`: the class probabilities for softmax
+  cross-entropy and a BCE on logits, the outputs themselves otherwise) minus the targets; integer
+  class labels (N,) against one output per class (softmax cross-entropy, NLL) count as their
+  one-hot rows, so that "mse" is the multi-class Brier score divided by the number of classes,
+  whichever way the labels are given;
 - precision, recall, f1: from the confusion matrix summed over the batches; binary problems (one
   output, or two classes) score the positive class 1, multi-class problems the unweighted mean
   over the classes (scikit-learn's average="binary" / "macro");
@@ -79,10 +84,30 @@ def batch_sums(name: str, outputs: np.ndarray, target: np.ndarray, loss: Any) ->
     if name == "accuracy":
         correct = loss.predicted_classes(outputs) == loss.target_classes(target)
         return float(np.count_nonzero(correct)), correct.size
-    diff = outputs.astype(np.float64) - target.reshape(outputs.shape)
+    if target.ndim == 1 and outputs.ndim == 2 and outputs.shape[1] > 1:
+        diff = _probability_errors(outputs, target, loss)
+    else:
+        diff = loss.as_targets(outputs) - target.reshape(outputs.shape)
     if name == "mse":
         return float(np.sum(diff * diff)), diff.size
     return float(np.sum(np.abs(diff))), diff.size
+
+
+def _probability_errors(outputs: np.ndarray, labels: np.ndarray, loss: Any) -> np.ndarray:
+    """probabilities − one-hot(labels), (N, K) float64: what "mse"/"mae" compare for class labels
+    against one output per class (the outputs are logits or probabilities, the labels indices, so
+    neither can be subtracted from the other). A loss without class probabilities gets a
+    ValueError naming the metric and the targets."""
+    try:
+        probs = np.array(loss.probabilities(outputs), dtype=np.float64)
+    except ValueError:
+        raise ValueError(f'metrics "mse"/"mae" with class labels (N,) compare class probabilities '
+                         f"with the one-hot labels, and {type(loss).__name__} gives no class "
+                         f"probabilities for outputs of shape {outputs.shape}; give targets of "
+                         f"the outputs' shape") from None
+    rows = np.arange(probs.shape[0])
+    probs[rows, np.asarray(labels).astype(np.int64)] -= 1.0  # whole-number floats: validated labels
+    return probs
 
 
 class Tracker:

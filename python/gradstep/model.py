@@ -366,6 +366,13 @@ class Sequential:
         C++ ops, loss and update); otherwise layer by layer (same results)."""
         self._require_compiled("train_step")
         # NaN or inf in a batch would poison the weights silently: refused as fit refuses them.
+        # A built model on the CPU with an engine has the network scan the batch in its call
+        # (same error, same order, nothing changed), the rest checks it here.
+        if self.device == "cpu" and self.arena is not None and self.input_shape is not None:
+            engine = self._get_engine()
+            if engine:
+                self._last_output = None
+                return engine.step(xb, yb, sample_weight, check_finite=True)
         _checks.check_finite(xb, "train_step: xb")
         _checks.check_finite(yb, "train_step: yb")
         return self._step(xb, yb, sample_weight)
@@ -819,7 +826,19 @@ class Sequential:
         # A value finite in the caller's float64 can overflow the model's float32 (or its stored
         # standardization): refused too, not predicted as inf/NaN.
         _checks.check_finite(X, f"predict: X (standardized, as {self.dtype.name})")
-        outs = [self.forward(X[s:s + batch_size], training=False) for s in range(0, X.shape[0], batch_size)]
+        # Through the whole-step engine's network when there is one (one C++ call per batch, the
+        # bits of the layers' forward on the same batch, as evaluate), else layer by layer.
+        engine = False
+        if self.device == "cpu" and self.optimizer is not None and self.loss is not None:
+            self._settle(X)
+            if self.input_shape is not None and X.shape[1:] == tuple(self.input_shape):
+                engine = self._get_engine()
+        if engine:
+            outs = [engine.infer(X[s:s + batch_size]) for s in range(0, X.shape[0], batch_size)]
+            if len(outs) == 1:
+                return outs[0]  # a new array of its own
+        else:
+            outs = [self.forward(X[s:s + batch_size], training=False) for s in range(0, X.shape[0], batch_size)]
         return np.concatenate(outs, axis=0)
 
     def predict_classes(self, X: Any, batch_size: int = 256) -> np.ndarray:

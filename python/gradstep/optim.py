@@ -105,6 +105,51 @@ class _Item:
         self.restore: dict[str, Any] | None = None  # a loaded state entry to attach first
 
 
+class _Hyper(dict):
+    """An optimizer's hyperparameters: a dict whose every write bumps `version`, so that the
+    kernel arguments cached from it (Optimizer._kernel_args) are rebuilt after any change."""
+
+    version = 0
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._changed()
+
+    def __ior__(self, other: Any) -> "_Hyper":
+        self.update(other)
+        return self
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        value = super().setdefault(key, default)
+        self._changed()
+        return value
+
+    def pop(self, *args: Any) -> Any:
+        value = super().pop(*args)
+        self._changed()
+        return value
+
+    def popitem(self) -> tuple:
+        item = super().popitem()
+        self._changed()
+        return item
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+
 class Optimizer:
     """Base class: per-storage state, the flat fast path, state_dict and validation.
 
@@ -119,14 +164,15 @@ class Optimizer:
 
     def __init__(self, lr: float, clipnorm: float | None = None,
                  clipvalue: float | None = None) -> None:
-        self._hyper: dict[str, Any] = {"lr": self._check_rate("lr", lr),
-                                       "clipnorm": self._check_clip("clipnorm", clipnorm),
-                                       "clipvalue": self._check_clip("clipvalue", clipvalue)}
+        self._hyper: dict[str, Any] = _Hyper(lr=self._check_rate("lr", lr),
+                                              clipnorm=self._check_clip("clipnorm", clipnorm),
+                                              clipvalue=self._check_clip("clipvalue", clipvalue))
         # id(arena) -> (weak reference, state): the state dies with its arena.
         self._arenas: dict[int, tuple[weakref.ref, _Block]] = {}
         self._loose: dict[tuple, _Block] = {}
         self._pending: dict[str, dict[str, Any]] = {}
         self._iterations = 0
+        self._args_cache: tuple | None = None  # see _kernel_args
 
     # ---- hyperparameters ------------------------------------------------------------------------
     def _check_rate(self, name: str, value: Any) -> float:
@@ -170,6 +216,20 @@ class Optimizer:
     @lr.setter
     def lr(self, value: float) -> None:
         self._hyper["lr"] = self._check_rate("lr", value)
+
+    def _kernel_args(self) -> tuple[list[float], tuple[float, float]]:
+        """(kernel_hyper(), clip_args()) for a fused step, rebuilt only after a hyperparameter
+        changed (a schedule or a user assigning `lr`, scikit-learn's wrapper writing eps, or
+        `load_state_dict` replacing them all): every write to `_hyper` counts (see _Hyper), and
+        the cache holds the dict it was built from (so its id cannot be reused by a new one)."""
+        h = self._hyper
+        cached = self._args_cache
+        version = getattr(h, "version", None)
+        if version is not None and cached is not None and cached[0] is h and cached[1] == version:
+            return cached[2]
+        args = (self.kernel_hyper(), self.clip_args())
+        self._args_cache = (h, version, args)
+        return args
 
     @property
     def iterations(self) -> int:

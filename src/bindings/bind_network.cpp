@@ -9,10 +9,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bindings/bind.hpp"
@@ -46,6 +50,43 @@ V cast_arg(const py::handle& h, const char* fn, const char* name) {
     throw py::type_error(std::string(fn) + ": " + name + " has the wrong type (" +
                          std::string(py::str(py::type::handle_of(h).attr("__name__"))) + ")");
   }
+}
+
+// The first NaN or inf among a[0..n) (flat index), or -1: a batch check that costs a fraction of a
+// microsecond for a digits batch (~2 µs for 32 MNIST rows). Reads the exponent bits (robust to any
+// floating-point flags) from the value's top 32 bits, OR-ing "all exponent bits set" over a block:
+// an equality compare and an OR, which the compiler vectorizes with baseline SSE2 (a max of the
+// masked bits would need SSE4.1 and ran 5x slower). Only a bad block is searched element by element.
+template <class T>
+int64_t first_nonfinite(const T* a, int64_t n) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr uint32_t kExp = sizeof(T) == 4 ? 0x7f800000u : 0x7ff00000u;  // in the top 32 bits
+  constexpr int64_t kBlock = 512;
+  for (int64_t s = 0; s < n; s += kBlock) {
+    const int64_t e = std::min(n, s + kBlock);
+    uint32_t hit = 0;
+    for (int64_t i = s; i < e; ++i) {
+      U bits;
+      std::memcpy(&bits, a + i, sizeof bits);
+      hit |= (static_cast<uint32_t>(bits >> (8 * sizeof(U) - 32)) & kExp) == kExp;
+    }
+    if (hit)
+      for (int64_t i = s; i < e; ++i)
+        if (!std::isfinite(a[i])) return i;
+  }
+  return -1;
+}
+
+// ValueError "<name> holds NaN or inf (first at row r, column c)" for the first bad entry of the
+// (N, ...) array at p, columns counted over each row flattened: the text of the Python
+// _checks.check_finite, which train_step used to run on every batch before calling the network.
+template <class T>
+void refuse_nonfinite(const T* p, int64_t rows, int64_t row_size, const char* name) {
+  const int64_t bad = first_nonfinite(p, rows * row_size);
+  if (bad < 0) return;
+  throw py::value_error(std::string(name) + " holds NaN or inf (first at row " +
+                        std::to_string(bad / row_size) + ", column " +
+                        std::to_string(bad % row_size) + ")");
 }
 
 // Held for a whole call (the GIL is released inside it): a second Python thread using the same
@@ -124,7 +165,8 @@ struct NetworkHandle {
   template <class T>
   double forward_backward(NetImpl<T>& impl, const py::array& x, const py::object& labels,
                           const py::object& target, const py::sequence& seeds,
-                          const py::object& sample_weight, const char* fn) {
+                          const py::object& sample_weight, const char* fn,
+                          bool check_finite = false) {
     int64_t N = 0;
     const T* px = impl.batch(x, fn, N);
     const int64_t* pl = nullptr;
@@ -151,6 +193,10 @@ struct NetworkHandle {
       if (dim(t, 0) != N)
         throw py::value_error(std::string(fn) + ": target must have " + std::to_string(N) +
                               " rows (as x), got " + std::to_string(dim(t, 0)));
+    }
+    if (check_finite) {  // train_step's names for them: x is its xb, the target its yb
+      refuse_nonfinite(px, N, impl.net->in_shape().size(), "train_step: xb");
+      if (pt) refuse_nonfinite(pt, N, K, "train_step: yb");
     }
     if (static_cast<int64_t>(py::len(seeds)) != impl.net->seeds_needed())
       throw py::value_error(std::string(fn) + ": expected " +
@@ -456,16 +502,20 @@ void bind_network(py::module_& m) {
            },
            py::arg("hyper"), py::arg("step"), py::arg("clip") = py::none())
       // loss = train_step(x, labels or None, target or None, dropout_seeds, hyper, step): both.
+      // check_finite: refuse a NaN or inf in x or the target with the ValueError of
+      // Sequential.train_step ("train_step: xb holds NaN or inf (first at row r, column c)"),
+      // before anything is written.
       .def("train_step", [](NetworkHandle& h, const py::array& x, const py::object& labels,
                             const py::object& target, const py::sequence& seeds,
                             const py::sequence& hyper, int64_t step, const py::object& clip,
-                            const py::object& sample_weight) {
+                            const py::object& sample_weight, bool check_finite) {
              auto lock = exclusive(h.busy, "Network.train_step");
              return h.visit([&](auto& impl) {
                using T = typename std::remove_reference_t<decltype(impl)>::value_type;
                const char* fn = "Network.train_step";
                const cpu::OptArgs<T> o = h.opt_args<T>(hyper, step, fn, clip);  // checked first
-               const double v = h.forward_backward(impl, x, labels, target, seeds, sample_weight, fn);
+               const double v =
+                   h.forward_backward(impl, x, labels, target, seeds, sample_weight, fn, check_finite);
                py::gil_scoped_release nogil;
                impl.net->update(o);
                return v;
@@ -473,7 +523,7 @@ void bind_network(py::module_& m) {
            },
            py::arg("x"), py::arg("labels"), py::arg("target"), py::arg("dropout_seeds"),
            py::arg("hyper"), py::arg("step"), py::arg("clip") = py::none(),
-           py::arg("sample_weight") = py::none())
+           py::arg("sample_weight") = py::none(), py::arg("check_finite") = false)
       // (batches, loss_sum, last_loss, correct, decisions) = train_batches(x, labels or None,
       //     target or None, sample_weight or None, order or None, batch_size, b0, b1,
       //     dropout_seeds, hyper, step, clip, loss_sum, accuracy=0, threshold=0.5, outputs=None,
