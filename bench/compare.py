@@ -230,6 +230,11 @@ def measure(args, rows) -> dict:
     torch.set_num_threads(args.threads)
     two, _ = bench_row(sizes512, "relu", 512, max(5, args.repeats // 2), args.threads)
     out["scaling"] = (one["gradstep"], two["gradstep"], one["torch"], two["torch"])
+    # How often gradstep's threads stepped aside for other processes (see README: threads).
+    from gradstep import _core
+    gov = _core._thread_governor()
+    print(f"  thread governor so far: {gov['stalls']} back-offs in {gov['regions']} parallel regions",
+          flush=True)
     if not args.no_sklearn:
         try:
             import sklearn  # noqa: F401
