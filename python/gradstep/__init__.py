@@ -17,9 +17,22 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-import scipy_openblas32 as _scipy_openblas32  # noqa: E402,F401  preload the BLAS (editable layouts)
+# OpenBLAS starts one server thread per core when it loads, and they spin ~0.1 s before sleeping
+# (a fifth of a short run's CPU time, on the core gradstep's second thread wants). gradstep never
+# uses them (OpenBLAS runs single-threaded in its blocks), so its copy loads with one thread; the
+# variable is put back at once, for numpy's BLAS and the user's subprocesses.
+_blas_threads = os.environ.get("OPENBLAS_NUM_THREADS")
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+try:
+    import scipy_openblas32 as _scipy_openblas32  # noqa: E402,F401  preload the BLAS (editable layouts)
 
-from . import _core  # noqa: E402,F401  (fails early, with the build's own error, when unbuilt)
+    from . import _core  # noqa: E402,F401  (fails early, with the build's own error, when unbuilt)
+finally:
+    if _blas_threads is None:
+        del os.environ["OPENBLAS_NUM_THREADS"]
+    else:
+        os.environ["OPENBLAS_NUM_THREADS"] = _blas_threads
+    del _blas_threads
 from ._random import seed  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from ._arena import Parameter  # noqa: E402
