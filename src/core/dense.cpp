@@ -8,8 +8,11 @@
 
 namespace gradstep::cpu {
 
-// Backward products below this many multiply-adds each run one after the other on one thread.
-constexpr int64_t kPairMinMacs = int64_t(1) << 17;
+// Backward products below this many multiply-adds each run one after the other on one thread: on
+// gradstep's kernels a 2^18 product takes ~1 µs, about what handing it to a second thread costs
+// (50-128-64-10 at batch 32 ran no faster with the pair on a quiet machine, and a retry under
+// contention cost more). The same threshold as gemm's blocks.
+constexpr int64_t kPairMinMacs = int64_t(1) << 19;
 
 template <class T>
 void dense_forward(T* y, const T* x, const T* W, const T* b, int64_t N, int64_t I, int64_t O) {
