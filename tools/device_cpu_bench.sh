@@ -10,8 +10,9 @@
 # scipy-openblas32 wheel in .whl/ (installed with --no-index --no-deps if the import fails);
 # no network. compare_conv.py feeds random inputs of each network's shape, so mnist1d is not
 # needed; compare.py skips its scikit-learn row and OpenBLAS yardstick when sklearn or
-# threadpoolctl is missing (and says so). Writes 5 files to $OUT: env.txt, build.log,
-# compare_conv_1.txt, compare_conv_2.txt, compare.txt. About 3 minutes on a 16-core machine.
+# threadpoolctl is missing (and says so). Writes to $OUT: env.txt, build.log,
+# compare_conv_1.txt, compare_conv_2.txt, compare.txt, and scaling_<threads>.txt (compare.py's
+# batch-128/512 rows at 1, 2, 4, 8, 16 and all cores, unpinned). About 5 minutes on 16 cores.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the folder for the results}
@@ -60,3 +61,13 @@ for run in 1 2; do
 done
 echo "== compare.py =="
 $pin "$py" bench/compare.py --threads 2 --repeats "$REPEATS" 2>&1 | tee "$OUT/compare.txt"
+
+# Issue 13: do GEMMs and the step use more than two cores? The batch-128 and batch-512 rows,
+# unpinned, at 1 to all cores (gradstep and PyTorch at the same count), plus the governor's
+# back-offs (compare.py prints them): scaling_<threads>.txt.
+for t in 1 2 4 8 16 $(nproc); do
+  (( t > $(nproc) )) && continue
+  echo "== compare.py, rows 1-2, $t threads, unpinned =="
+  OMP_NUM_THREADS=$t "$py" bench/compare.py --threads "$t" --rows 1,2 --runs 2 --no-sklearn \
+    --repeats "$REPEATS" 2>&1 | tee "$OUT/scaling_$t.txt"
+done
