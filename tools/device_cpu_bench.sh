@@ -65,7 +65,7 @@ $pin "$py" bench/compare.py --threads 2 --repeats "$REPEATS" 2>&1 | tee "$OUT/co
 # Issue 13: do GEMMs and the step use more than two cores? The batch-128 and batch-512 rows,
 # unpinned, at 1 to all cores (gradstep and PyTorch at the same count), plus the governor's
 # back-offs (compare.py prints them): scaling_<threads>.txt.
-for t in 1 2 4 8 16 $(nproc); do
+for t in $(printf "%s\n" 1 2 4 8 16 "$(nproc)" | sort -un); do
   (( t > $(nproc) )) && continue
   echo "== compare.py, rows 1-2, $t threads, unpinned =="
   OMP_NUM_THREADS=$t "$py" bench/compare.py --threads "$t" --rows 1,2 --runs 2 --no-sklearn \
