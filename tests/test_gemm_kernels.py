@@ -314,3 +314,32 @@ def test_products_cut_per_thread_keep_their_bits(dtype):
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("act", ["Tanh", "ReLU", "Sigmoid"])
+def test_dense_activation_chains_run_by_row_blocks_with_the_same_bits(act):
+    # With more than one thread the network runs a Dense on these kernels and its activation
+    # block of rows by block of rows in one region (Network::forward_ops); the rows must come out
+    # as the whole batch's, so training and predicting give the bits of one thread.
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((4 * 67, 96)).astype(np.float32)  # 67 rows: blocks of 34 and 33
+    y = rng.integers(0, 10, len(X))
+    old = gs.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            gs.set_num_threads(threads)
+            Act = getattr(gs, act)
+            m = gs.Sequential([gs.Dense(96, 192), Act(), gs.Dense(192, 192), Act(),
+                               gs.Dense(192, 10)], seed=2)
+            m.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-2))
+            losses = [m.train_step(X[b * 67:(b + 1) * 67], y[b * 67:(b + 1) * 67]) for b in range(4)]
+            runs.append((losses, [p.copy() for layer in m.layers for p in layer.params.values()],
+                         m.predict(X, batch_size=67)))
+    finally:
+        gs.set_num_threads(old)
+    for other in runs[1:]:
+        assert other[0] == runs[0][0]
+        for a, b in zip(other[1], runs[0][1]):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(other[2], runs[0][2])

@@ -363,6 +363,8 @@ class ElementwiseOp : public Op<T> {
     this->in_ = in;
     this->out_ = in;
   }
+  // Each element from its own input: any block of rows gives the same bits.
+  bool rows_exact(int64_t, int64_t) const override { return true; }
 
  protected:
   int64_t n(const OpArgs<T>& a) const { return a.N * this->in_.size(); }

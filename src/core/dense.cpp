@@ -4,6 +4,7 @@
 
 #include "core/common.hpp"
 #include "core/gemm.hpp"
+#include "core/gemm_kernels.hpp"
 #include "core/op.hpp"
 
 namespace gradstep::cpu {
@@ -135,6 +136,11 @@ class DenseOp : public Op<T> {
   double penalty(const OpArgs<T>& a) const override {
     return l2_ != 0.0 ? 0.5 * l2_ * sum_squares<T>(a.w[0], I_ * O_) : 0.0;
   }
+  // gradstep's own kernels give every row the same bits in any block; OpenBLAS's do not.
+  bool rows_exact(int64_t N, int64_t rows) const override {
+    return small_gemm_wins(false, false, N, O_, I_) && small_gemm_wins(false, false, rows, O_, I_);
+  }
+  int64_t forward_work(int64_t N) const override { return N * I_ * O_; }
   void forward(const OpArgs<T>& a, T* y, const T* x) override {
     dense_forward<T>(y, x, a.w[0], bias_ ? a.w[1] : nullptr, a.N, I_, O_);
   }

@@ -6,6 +6,7 @@
 #include <new>
 #include <stdexcept>
 
+#include "core/common.hpp"
 #include "core/loss.hpp"
 #include "core/optim.hpp"
 
@@ -124,17 +125,7 @@ double Network<T>::forward_backward(const T* x, const int64_t* labels, const T* 
   double penalty = 0.0;
 
   // ---- forward --------------------------------------------------------------------------------
-  size_t seed_i = 0;
-  const T* in = x;
-  for (size_t i = 0; i < ops_.size(); ++i) {
-    Op<T>& op = *ops_[i].op;
-    const uint64_t seed = op.needs_seed() ? seeds[seed_i++] : 0;
-    const OpArgs<T> a = args(i, N, seed);
-    T* y = ws_.acts[i].data();
-    op.forward(a, y, in);
-    penalty += op.penalty(a);
-    in = y;
-  }
+  penalty = forward_ops(x, N, seeds, true);
 
   // ---- loss -----------------------------------------------------------------------------------
   const int64_t K = out_shape().size();
@@ -171,7 +162,7 @@ double Network<T>::forward_backward(const T* x, const int64_t* labels, const T* 
   }
 
   // ---- backward -------------------------------------------------------------------------------
-  seed_i = static_cast<size_t>(n_seeds_);
+  size_t seed_i = static_cast<size_t>(n_seeds_);
   for (size_t i = ops_.size(); i-- > 0;) {
     Op<T>& op = *ops_[i].op;
     const uint64_t seed = op.needs_seed() ? seeds[--seed_i] : 0;
@@ -189,13 +180,60 @@ void Network<T>::infer(const T* x, int64_t N) {
   if (N < 1) throw std::invalid_argument("Network: x must have at least one row");
   reserve(N);
   last_N_ = 0;
-  const T* in = x;
-  for (size_t i = 0; i < ops_.size(); ++i) {
-    T* y = ws_.acts[i].data();
-    ops_[i].op->forward(args(i, N, 0, false), y, in);
-    in = y;
-  }
+  forward_ops(x, N, nullptr, false);
   last_N_ = N;
+}
+
+// A chain of ops whose forward gives the same bits on any block of rows (a Dense on gradstep's
+// kernels and its activation) runs block by block in one parallel region, each thread taking all
+// the chain's ops over its rows with no barrier between them, instead of one region per op: a
+// region costs ~1-2 µs of fork, join and imbalance, as much as a 20×128 layer's activation. A
+// chain is worth it from kChainWork multiply-adds, where one product alone would be split.
+template <class T>
+double Network<T>::forward_ops(const T* x, int64_t N, const uint64_t* seeds, bool training) {
+  constexpr int64_t kChainWork = int64_t(1) << 19;
+  double penalty = 0.0;
+  size_t seed_i = 0;
+  const T* in = x;
+  const int team = team_size();
+  const int64_t blocks = std::min<int64_t>(team, N);
+  const int64_t per = blocks > 1 ? (N + blocks - 1) / blocks : N;
+  const int64_t last = blocks > 1 ? N - (blocks - 1) * per : N;
+  for (size_t i = 0; i < ops_.size();) {
+    size_t j = i;
+    int64_t work = 0;
+    if (blocks > 1 && last > 0) {
+      while (j < ops_.size() && ops_[j].op->rows_exact(N, per) && ops_[j].op->rows_exact(N, last)) {
+        work += ops_[j].op->forward_work(N);
+        ++j;
+      }
+    }
+    if (j - i >= 2 && work >= kChainWork) {
+      parallel_for(blocks, true, [&](int64_t b) {
+        const int64_t r0 = b * per, rows = std::min(N, r0 + per) - r0;
+        const T* src = in + r0 * ops_[i].op->in_shape().size();
+        for (size_t k = i; k < j; ++k) {
+          T* y = ws_.acts[k].data() + r0 * ops_[k].op->out_shape().size();
+          ops_[k].op->forward(args(k, rows, 0, training), y, src);
+          src = y;
+        }
+      });
+      if (training)
+        for (size_t k = i; k < j; ++k) penalty += ops_[k].op->penalty(args(k, N, 0, training));
+      in = ws_.acts[j - 1].data();
+      i = j;
+      continue;
+    }
+    Op<T>& op = *ops_[i].op;
+    const uint64_t seed = op.needs_seed() && seeds ? seeds[seed_i++] : 0;
+    const OpArgs<T> a = args(i, N, seed, training);
+    T* y = ws_.acts[i].data();
+    op.forward(a, y, in);
+    if (training) penalty += op.penalty(a);
+    in = y;
+    ++i;
+  }
+  return penalty;
 }
 
 template <class T>

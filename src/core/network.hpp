@@ -157,6 +157,9 @@ class Network {
   };
   void reserve(int64_t N);
   OpArgs<T> args(size_t i, int64_t N, uint64_t seed, bool training = true) const;
+  // Every op's forward on x (N rows) into ws_.acts; returns the ops' penalty terms (0 unless
+  // training).
+  double forward_ops(const T* x, int64_t N, const uint64_t* seeds, bool training);
 
   std::vector<NetOp<T>> ops_;
   LossKind loss_;

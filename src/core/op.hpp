@@ -84,6 +84,13 @@ class Op {
   virtual int64_t min_training_batch() const { return 1; }
   // The regularization term this op adds to the loss (Dense's (l2/2)·‖W‖²).
   virtual double penalty(const OpArgs<T>& /*a*/) const { return 0.0; }
+  // True when a forward of a block of `rows` rows of an N-row batch, run on those rows alone,
+  // writes exactly those rows of the whole batch's forward (the same bits), and the op needs no
+  // workspace, seed or batch statistics: the network then runs a chain of such ops block by block
+  // in one parallel region (see Network::forward_ops).
+  virtual bool rows_exact(int64_t /*N*/, int64_t /*rows*/) const { return false; }
+  // About how many multiply-adds or element passes a forward of N rows costs.
+  virtual int64_t forward_work(int64_t N) const { return N * out_.size(); }
   // y (N, out_shape); x (N, in_shape).
   virtual void forward(const OpArgs<T>& a, T* y, const T* x) = 0;
   // dx (N, in_shape) or null (the network's first op); dy, y (N, out_shape); x (N, in_shape):
