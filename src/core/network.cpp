@@ -187,8 +187,8 @@ void Network<T>::infer(const T* x, int64_t N) {
 // A chain of ops whose forward gives the same bits on any block of rows (a Dense on gradstep's
 // kernels and its activation) runs block by block in one parallel region, each thread taking all
 // the chain's ops over its rows with no barrier between them, instead of one region per op: a
-// region costs ~1-2 µs of fork, join and imbalance, as much as a 20×128 layer's activation. A
-// chain is worth it from kChainWork multiply-adds, where one product alone would be split.
+// region costs ~1-2 µs of fork, join and imbalance, as much as a 20×128 layer's activation.
+// kChainWork: gemm's threshold for cutting a product into blocks.
 template <class T>
 double Network<T>::forward_ops(const T* x, int64_t N, const uint64_t* seeds, bool training) {
   constexpr int64_t kChainWork = int64_t(1) << 19;
@@ -200,15 +200,19 @@ double Network<T>::forward_ops(const T* x, int64_t N, const uint64_t* seeds, boo
   const int64_t per = blocks > 1 ? (N + blocks - 1) / blocks : N;
   const int64_t last = blocks > 1 ? N - (blocks - 1) * per : N;
   for (size_t i = 0; i < ops_.size();) {
+    // A chain starts at an op big enough for a region of its own and takes the cheap ops after
+    // it (its activation): it merges regions that would run anyway and never adds one (a
+    // digits-sized net, whose products are all below kChainWork, ran 2x slower with its whole
+    // forward as one region next to PyTorch's threads).
     size_t j = i;
-    int64_t work = 0;
-    if (blocks > 1 && last > 0) {
-      while (j < ops_.size() && ops_[j].op->rows_exact(N, per) && ops_[j].op->rows_exact(N, last)) {
-        work += ops_[j].op->forward_work(N);
-        ++j;
-      }
+    auto exact = [&](size_t k) {
+      return ops_[k].op->rows_exact(N, per) && ops_[k].op->rows_exact(N, last);
+    };
+    if (blocks > 1 && last > 0 && exact(i) && ops_[i].op->forward_work(N) >= kChainWork) {
+      ++j;
+      while (j < ops_.size() && exact(j) && ops_[j].op->forward_work(N) < kChainWork) ++j;
     }
-    if (j - i >= 2 && work >= kChainWork) {
+    if (j - i >= 2) {
       parallel_for(blocks, true, [&](int64_t b) {
         const int64_t r0 = b * per, rows = std::min(N, r0 + per) - r0;
         const T* src = in + r0 * ops_[i].op->in_shape().size();
