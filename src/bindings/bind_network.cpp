@@ -162,6 +162,34 @@ struct NetworkHandle {
       }
   }
 
+  // The loss's targets, whichever it takes: labels (N,) int64 into pl, or a target (N, y_shape)
+  // of T into pt; the other must be None. Shapes and dtypes only: the label range is the caller's
+  // (every row for one batch, the rows an epoch's chunk uses for train_batches).
+  template <class T>
+  void loss_targets(const NetImpl<T>& impl, const py::object& labels, const py::object& target,
+                    int64_t N, const char* fn, const int64_t*& pl, const T*& pt) const {
+    const std::string f(fn);
+    if (cpu::loss_takes_labels(loss)) {
+      if (labels.is_none()) throw py::value_error(f + ": labels are required for this loss");
+      if (!target.is_none()) throw py::value_error(f + ": this loss takes labels; target must be None");
+      if (!py::isinstance<py::array>(labels)) throw py::type_error(f + ": labels must be a numpy array of int64");
+      py::array lab = py::reinterpret_borrow<py::array>(labels);
+      if (!lab.dtype().equal(py::dtype::of<int64_t>()))
+        throw py::type_error(f + ": labels must have dtype int64, got " + std::string(py::str(lab.dtype())));
+      check_array<int64_t>(lab, fn, "labels", {N});
+      pl = static_cast<const int64_t*>(lab.data());
+    } else {
+      if (target.is_none()) throw py::value_error(f + ": target is required for this loss");
+      if (!labels.is_none()) throw py::value_error(f + ": this loss takes a target; labels must be None");
+      if (!py::isinstance<py::array>(target)) throw py::type_error(f + ": target must be a numpy array");
+      py::array t = py::reinterpret_borrow<py::array>(target);
+      pt = in<T>(t, fn, "target", impl.y_shape);
+      if (dim(t, 0) != N)
+        throw py::value_error(f + ": target must have " + std::to_string(N) + " rows (as x), got " +
+                              std::to_string(dim(t, 0)));
+    }
+  }
+
   template <class T>
   double forward_backward(NetImpl<T>& impl, const py::array& x, const py::object& labels,
                           const py::object& target, const py::sequence& seeds,
@@ -171,29 +199,12 @@ struct NetworkHandle {
     const T* px = impl.batch(x, fn, N);
     const int64_t* pl = nullptr;
     const T* pt = nullptr;
-    if (cpu::loss_takes_labels(loss)) {
-      if (labels.is_none()) throw py::value_error(std::string(fn) + ": labels are required for this loss");
-      if (!py::isinstance<py::array>(labels))
-        throw py::type_error(std::string(fn) + ": labels must be a numpy array of int64");
-      py::array lab = py::reinterpret_borrow<py::array>(labels);
-      if (!lab.dtype().equal(py::dtype::of<int64_t>()))
-        throw py::type_error(std::string(fn) + ": labels must have dtype int64");
-      check_array<int64_t>(lab, fn, "labels", {N});
-      pl = static_cast<const int64_t*>(lab.data());
+    loss_targets(impl, labels, target, N, fn, pl, pt);
+    if (pl)
       for (int64_t i = 0; i < N; ++i)
         if (pl[i] < 0 || pl[i] >= K)
           throw py::value_error(std::string(fn) + ": labels must lie in [0, " + std::to_string(K) +
                                 "), got " + std::to_string(pl[i]));
-    } else {
-      if (target.is_none()) throw py::value_error(std::string(fn) + ": target is required for this loss");
-      if (!py::isinstance<py::array>(target))
-        throw py::type_error(std::string(fn) + ": target must be a numpy array");
-      py::array t = py::reinterpret_borrow<py::array>(target);
-      pt = in<T>(t, fn, "target", impl.y_shape);
-      if (dim(t, 0) != N)
-        throw py::value_error(std::string(fn) + ": target must have " + std::to_string(N) +
-                              " rows (as x), got " + std::to_string(dim(t, 0)));
-    }
     if (check_finite) {  // train_step's names for them: x is its xb, the target its yb
       refuse_nonfinite(px, N, impl.net->in_shape().size(), "train_step: xb");
       if (pt) refuse_nonfinite(pt, N, K, "train_step: yb");
@@ -283,34 +294,8 @@ struct NetworkHandle {
     if (batch_size < 1) throw py::value_error(f + ": batch_size must be >= 1, got " + std::to_string(batch_size));
     d.batch = batch_size;
     const bool takes_labels = cpu::loss_takes_labels(loss);
-    if (takes_labels) {
-      if (labels.is_none()) throw py::value_error(f + ": labels are required for this loss");
-      if (!target.is_none()) throw py::value_error(f + ": this loss takes labels; target must be None");
-      if (!py::isinstance<py::array>(labels)) throw py::type_error(f + ": labels must be a numpy array of int64");
-      py::array lab = py::reinterpret_borrow<py::array>(labels);
-      if (!lab.dtype().equal(py::dtype::of<int64_t>()))
-        throw py::type_error(f + ": labels must have dtype int64, got " + std::string(py::str(lab.dtype())));
-      check_array<int64_t>(lab, fn, "labels", {d.rows});
-      d.labels = static_cast<const int64_t*>(lab.data());
-    } else {
-      if (target.is_none()) throw py::value_error(f + ": target is required for this loss");
-      if (!labels.is_none()) throw py::value_error(f + ": this loss takes a target; labels must be None");
-      if (!py::isinstance<py::array>(target)) throw py::type_error(f + ": target must be a numpy array");
-      py::array t = py::reinterpret_borrow<py::array>(target);
-      d.target = in<T>(t, fn, "target", impl.y_shape);
-      if (dim(t, 0) != d.rows)
-        throw py::value_error(f + ": target must have " + std::to_string(d.rows) +
-                              " rows (as x), got " + std::to_string(dim(t, 0)));
-    }
-    if (!sample_weight.is_none()) {
-      if (!py::isinstance<py::array>(sample_weight))
-        throw py::type_error(f + ": sample_weight must be a float64 array or None");
-      py::array w = py::reinterpret_borrow<py::array>(sample_weight);
-      if (!w.dtype().equal(py::dtype::of<double>()))
-        throw py::type_error(f + ": sample_weight must have dtype float64, got " + std::string(py::str(w.dtype())));
-      check_array<double>(w, fn, "sample_weight", {d.rows});
-      d.weights = static_cast<const double*>(w.data());
-    }
+    loss_targets(impl, labels, target, d.rows, fn, d.labels, d.target);
+    d.weights = weights_in(sample_weight, fn, d.rows);
     if (!order.is_none()) {
       if (!py::isinstance<py::array>(order)) throw py::type_error(f + ": order must be a numpy array of int64 or None");
       py::array ord = py::reinterpret_borrow<py::array>(order);
