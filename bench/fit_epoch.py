@@ -16,37 +16,22 @@ import argparse
 import os
 import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
 
-
-def build(sizes, seed=0):
-    import gradstep as gs
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(gs.Dense(a, b))
-        if i < len(sizes) - 2:
-            layers.append(gs.ReLU())
-    model = gs.Sequential(layers, seed=seed)
-    model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-3))
-    return model
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import build_gradstep, time_rounds  # noqa: E402  (shared with compare.py)
+from compare import cell as compare_cell  # noqa: E402
 
 
 def rounds(fns: dict, repeats: int) -> dict[str, list[float]]:
-    times = {k: [] for k in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for k in (names if r % 2 == 0 else names[::-1]):
-            t0 = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t0)
-    return times
+    """Seconds per call of each fn(), interleaved as compare.py's time_rounds does."""
+    return time_rounds({k: (lambda _steps, f=f: f()) for k, f in fns.items()}, 1, repeats)
 
 
 def cell(t: list[float], scale: float = 1e3) -> str:
-    return f"{statistics.median(t) * scale:.2f} ({min(t) * scale:.2f}–{max(t) * scale:.2f})"
+    return compare_cell([x * scale for x in t], ".2f")
 
 
 def digits_rows(repeats: int) -> list[str]:
@@ -56,9 +41,9 @@ def digits_rows(repeats: int) -> list[str]:
     from sklearn.preprocessing import StandardScaler
     X, y = gs.datasets.load_digits()
     X = StandardScaler().fit_transform(X).astype(np.float32)
-    fast, slow = build([64, 128, 64, 10]), build([64, 128, 64, 10])
+    fast, slow = build_gradstep([64, 128, 64, 10], "relu"), build_gradstep([64, 128, 64, 10], "relu")
     slow._per_batch_fit = True
-    steps = build([64, 128, 64, 10])
+    steps = build_gradstep([64, 128, 64, 10], "relu")
     order = np.random.default_rng(0).permutation(len(X))
     batches = [(X[order[i:i + 32]], y[order[i:i + 32]].astype(np.int64)) for i in range(0, len(X), 32)]
     clf = MLPClassifier(hidden_layer_sizes=(128, 64), activation="relu", solver="adam", batch_size=32,
@@ -94,7 +79,7 @@ def synthetic_rows(rows: int, threads: int, repeats: int) -> list[str]:
     out = []
     for n in sorted({1, threads}):
         gs.set_num_threads(n)
-        fast, slow = build([50, 128, 64, 10]), build([50, 128, 64, 10])
+        fast, slow = build_gradstep([50, 128, 64, 10], "relu"), build_gradstep([50, 128, 64, 10], "relu")
         slow._per_batch_fit = True
         for m in (fast, slow):
             m.fit(X[:1024], y[:1024], epochs=1, batch_size=32, verbose=0)  # warm-up, workspace

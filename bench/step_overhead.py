@@ -17,6 +17,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import build_gradstep  # noqa: E402  (one builder for every benchmark's nets)
+
 NETS = {"digits 64-128-64-10": [64, 128, 64, 10], "784-256-128-10": [784, 256, 128, 10]}
 
 
@@ -25,13 +28,7 @@ def measure(rounds: int, batch: int = 32) -> dict:
     gs.set_num_threads(1)
     out = {}
     for name, sizes in NETS.items():
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(gs.Dense(a, b, init="he"))
-            if i < len(sizes) - 2:
-                layers.append(gs.ReLU())
-        model = gs.Sequential(layers, seed=0)
-        model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-3))
+        model = build_gradstep(sizes, "relu")
         rng = np.random.default_rng(0)
         nb = 16
         X = rng.standard_normal((nb * batch, sizes[0])).astype(np.float32)

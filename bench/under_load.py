@@ -19,6 +19,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare import build_gradstep  # noqa: E402  (one builder for every benchmark's nets)
+
 NETS = [
     # (name, layer sizes)
     ("50-128-64-10 ReLU", [50, 128, 64, 10]),
@@ -26,24 +29,12 @@ NETS = [
 ]
 
 
-def build(sizes):
-    import gradstep as gs
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(gs.Dense(a, b))
-        if i < len(sizes) - 2:
-            layers.append(gs.ReLU())
-    model = gs.Sequential(layers, seed=0)
-    model.compile(gs.SoftmaxCrossEntropy(), gs.Adam(lr=1e-3))
-    return model
-
-
 def time_epochs(sizes, rows, threads, repeats):
     import gradstep as gs
     rng = np.random.default_rng(0)
     X = rng.standard_normal((rows, sizes[0])).astype(np.float32)
     y = rng.integers(0, sizes[-1], size=rows)
-    model = build(sizes)
+    model = build_gradstep(sizes, "relu")
     model.fit(X[:1024], y[:1024], epochs=1, batch_size=32, verbose=0)  # warm-up, workspace
     times = {1: [], threads: []}
     for r in range(repeats):
