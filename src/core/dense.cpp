@@ -10,7 +10,8 @@
 namespace gradstep::cpu {
 
 // Backward products below this many multiply-adds each run one after the other on one thread: on
-// gradstep's kernels a 2^18 product takes ~1 µs, about what handing it to a second thread costs
+// gradstep's kernels a 2^18 product takes ~1-2 µs (at 240 GFLOP/s, bench/bench_gemm.cpp), about
+// what a parallel region costs
 // (50-128-64-10 at batch 32 ran no faster with the pair on a quiet machine, and a retry under
 // contention cost more). The same threshold as gemm's blocks.
 constexpr int64_t kPairMinMacs = int64_t(1) << 19;
